@@ -1,0 +1,3 @@
+"""sklearn_gastric.baselines"""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""sklearn_gastric.datasets"""
+
+__all__ = []

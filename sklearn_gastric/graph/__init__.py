@@ -1,0 +1,3 @@
+"""sklearn_gastric.graph"""
+
+__all__ = []

@@ -1,0 +1,243 @@
+"""TileBag: the tiles of one slide, as coordinates plus optional per-tile columns."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..io import open_slide
+
+__all__ = ["TileBag"]
+
+_COLUMNS = ("tissue_fraction", "features", "scores", "patch_proba", "prob_maps")
+
+
+class TileBag:
+    """The tiles of one slide: where they are, and what the steps learned of them.
+
+    A bag holds no pixels: :meth:`read_tile` and :meth:`iter_batches` read them
+    from the slide on demand.
+
+    Parameters
+    ----------
+    slide : Slide, path or ndarray
+        The slide the tiles come from (opened with
+        :func:`~sklearn_gastric.io.open_slide`).
+    coords : array-like of shape (n_tiles, 2)
+        Level-0 ``(x, y)`` of each tile's top-left corner.
+    tile_size : int
+        Tile width and height in pixels of ``level``.
+    level : int, default=0
+        The pyramid level tiles are read from.
+    tissue_fraction : ndarray of shape (n_tiles,), default=None
+        Fraction of each tile covered by tissue.
+    features : ndarray of shape (n_tiles, n_features), default=None
+        One feature vector per tile (float32).
+    scores : ndarray of shape (n_tiles,), default=None
+        One lesion score per tile (float32).
+    patch_proba : ndarray of shape (n_tiles, n_classes), default=None
+        Patch class probabilities.
+    prob_maps : ndarray of shape (n_tiles, h, w), default=None
+        Per-pixel lesion probability of each tile at a reduced resolution.
+
+    Attributes
+    ----------
+    name : str
+        The slide's name.
+    footprint : int
+        Side of a tile in level-0 pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric.preprocessing import TileBag
+    >>> rgb = np.zeros((64, 96, 3), dtype=np.uint8)
+    >>> bag = TileBag(rgb, coords=[[0, 0], [32, 0], [64, 32]], tile_size=32)
+    >>> len(bag), bag.subset([2, 0]).coords.tolist()
+    (3, [[64, 32], [0, 0]])
+    >>> next(bag.iter_batches(batch_size=2)).shape
+    (2, 32, 32, 3)
+    """
+
+    def __init__(
+        self,
+        slide,
+        coords,
+        tile_size,
+        *,
+        level=0,
+        tissue_fraction=None,
+        features=None,
+        scores=None,
+        patch_proba=None,
+        prob_maps=None,
+    ):
+        self.slide = open_slide(slide)
+        coords = np.asarray(coords, dtype=np.int64)
+        if coords.size == 0:
+            coords = coords.reshape(0, 2)
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            raise ValueError(
+                f"Slide {self.slide.name!r}: coords must have shape (n_tiles, 2); "
+                f"got {coords.shape}."
+            )
+        self.coords = coords
+        self.tile_size = int(tile_size)
+        self.level = int(level)
+        columns = dict(
+            tissue_fraction=tissue_fraction,
+            features=features,
+            scores=scores,
+            patch_proba=patch_proba,
+            prob_maps=prob_maps,
+        )
+        for column, values in columns.items():
+            setattr(self, column, self._check_column(column, values))
+
+    def _check_column(self, column, values):
+        if values is None:
+            return None
+        values = np.asarray(values)
+        if values.shape[:1] != (len(self.coords),):
+            raise ValueError(
+                f"Slide {self.slide.name!r}: column {column!r} has "
+                f"{values.shape[0] if values.ndim else 0} rows for "
+                f"{len(self.coords)} tiles."
+            )
+        if column in ("features", "scores", "tissue_fraction") or (
+            column == "prob_maps" and values.dtype.kind == "f"
+        ):
+            values = values.astype(np.float32, copy=False)
+        return values
+
+    @property
+    def name(self):
+        return self.slide.name
+
+    @property
+    def footprint(self):
+        return int(round(self.tile_size * self.slide.level_downsamples[self.level]))
+
+    def __len__(self):
+        return len(self.coords)
+
+    def __repr__(self):
+        present = [c for c in _COLUMNS if getattr(self, c) is not None]
+        return (
+            f"TileBag({self.name!r}, n_tiles={len(self)}, tile_size={self.tile_size}, "
+            f"level={self.level}, columns={present})"
+        )
+
+    def replace(self, **changes):
+        """A new bag with some fields replaced (the slide is shared, not copied).
+
+        Parameters
+        ----------
+        **changes
+            Any of ``slide``, ``coords``, ``tile_size``, ``level`` and the
+            per-tile columns.
+
+        Returns
+        -------
+        bag : TileBag
+        """
+        fields = dict(
+            slide=self.slide,
+            coords=self.coords,
+            tile_size=self.tile_size,
+            level=self.level,
+            **{c: getattr(self, c) for c in _COLUMNS},
+        )
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"TileBag has no field(s) {sorted(unknown)}.")
+        fields.update(changes)
+        return TileBag(**fields)
+
+    def subset(self, indices):
+        """The tiles at ``indices`` (an index array or boolean mask), in that order.
+
+        Parameters
+        ----------
+        indices : array-like of int or bool
+
+        Returns
+        -------
+        bag : TileBag
+        """
+        indices = np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        indices = indices.astype(np.intp, copy=False)
+        return self.replace(
+            coords=self.coords[indices],
+            **{
+                c: getattr(self, c)[indices]
+                for c in _COLUMNS
+                if getattr(self, c) is not None
+            },
+        )
+
+    def read_tile(self, index):
+        """Pixels of one tile, RGB uint8 ``(tile_size, tile_size, 3)``.
+
+        Parameters
+        ----------
+        index : int
+
+        Returns
+        -------
+        tile : ndarray of shape (tile_size, tile_size, 3), dtype uint8
+        """
+        x, y = self.coords[index]
+        return self.slide.read_region(
+            (int(x), int(y)), self.level, (self.tile_size, self.tile_size)
+        )
+
+    def iter_batches(self, batch_size=32, *, n_jobs=None):
+        """Read the tiles in order, ``batch_size`` at a time.
+
+        Reads run on a thread pool: OpenSlide releases the GIL while it
+        decodes, so reading scales with threads. The next batch is read while
+        the caller works on the current one.
+
+        Parameters
+        ----------
+        batch_size : int, default=32
+            Tiles per batch (the last batch may be smaller).
+        n_jobs : int, default=None
+            Reader threads; ``None`` means 1, ``-1`` all cores.
+
+        Yields
+        ------
+        batch : ndarray of shape (b, tile_size, tile_size, 3), dtype uint8
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        n_tiles = len(self)
+        if n_tiles == 0:
+            return
+        n_threads = _effective_threads(n_jobs)
+        starts = range(0, n_tiles, batch_size)
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+
+            def submit(start):
+                stop = min(start + batch_size, n_tiles)
+                return [pool.submit(self.read_tile, i) for i in range(start, stop)]
+
+            pending = submit(starts[0])
+            for next_start in list(starts[1:]) + [None]:
+                upcoming = submit(next_start) if next_start is not None else None
+                yield np.stack([future.result() for future in pending])
+                pending = upcoming
+
+
+def _effective_threads(n_jobs):
+    import os
+
+    if n_jobs is None:
+        return 1
+    if n_jobs < 0:
+        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    if n_jobs == 0:
+        raise ValueError("n_jobs == 0 has no meaning; use None, a positive int or -1.")
+    return int(n_jobs)

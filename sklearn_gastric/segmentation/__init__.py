@@ -1,0 +1,3 @@
+"""sklearn_gastric.segmentation"""
+
+__all__ = []

@@ -1,0 +1,5 @@
+"""Internal utilities shared by the subpackages."""
+
+from ._parallel import map_slides
+
+__all__ = ["map_slides"]

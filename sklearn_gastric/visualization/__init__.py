@@ -1,0 +1,3 @@
+"""sklearn_gastric.visualization"""
+
+__all__ = []
