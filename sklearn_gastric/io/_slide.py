@@ -429,10 +429,8 @@ def _block_mean(image, factor):
 
 
 def _resize_area(image, out_h, out_w):
-    """Area-average resize of an RGB uint8 image (for thumbnails)."""
-    from skimage.transform import resize
+    """Area-average (box filter) resize of an RGB uint8 image, for thumbnails."""
+    from PIL import Image
 
-    resized = resize(
-        image, (out_h, out_w), order=1, anti_aliasing=True, preserve_range=True
-    )
-    return np.clip(resized + 0.5, 0, 255).astype(np.uint8)
+    resized = Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BOX)
+    return np.asarray(resized)
