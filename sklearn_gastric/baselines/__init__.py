@@ -1,3 +1,6 @@
-"""sklearn_gastric.baselines"""
+"""Baselines: the background-art proportion thresholds and feature pooling."""
 
-__all__ = []
+from ._pooled import PooledFeatureClassifier
+from ._proportion import ProportionThresholdClassifier
+
+__all__ = ["PooledFeatureClassifier", "ProportionThresholdClassifier"]

@@ -1,0 +1,388 @@
+"""Synthetic H&E-like gastric slides and patches with pixel-exact lesion masks.
+
+These generators are the only labelled data the project has: it ships no
+real gastric slides with slide labels or lesion masks. They are meant for
+tests, examples and benchmarks, never as evidence of clinical performance.
+"""
+
+import numbers
+import os
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ..utils import map_slides
+from ..utils._sklearn_compat import Interval, validate_params
+from . import _render
+
+__all__ = ["GASTRIC_CLASSES", "make_gastric_slides", "make_patch_dataset"]
+
+GASTRIC_CLASSES = ("negative", "LGIN", "HGIN", "carcinoma")
+
+_MIN_SLIDE_SIZE = 256
+_MIN_TILE_SIZE = 32
+_SLIDE_MPP = 0.5
+
+
+@validate_params(
+    {
+        "n_slides": [Interval(numbers.Integral, 1, None, closed="left")],
+        "size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
+        "classes": ["array-like", None],
+        "lesion_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
+        "out_dir": [str, os.PathLike, None],
+        "n_jobs": [numbers.Integral, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_gastric_slides(
+    n_slides=8,
+    *,
+    size=2048,
+    classes=None,
+    lesion_fraction=0.05,
+    stain_jitter=0.1,
+    out_dir=None,
+    n_jobs=None,
+    verbose=0,
+    random_state=None,
+):
+    """Generate synthetic H&E-like gastric slides with lesion masks.
+
+    The slides are **synthetic**: they are the only labelled gastric data
+    this project has, made for tests, examples and benchmarks. Each is
+    rendered by the Beer-Lambert law, ``RGB = I0 * exp(-(c_h * h + c_e * e))``,
+    from haematoxylin and eosin concentration maps and per-slide stain
+    vectors ``h`` and ``e``, at 0.5 microns per pixel. A slide shows an
+    irregular piece of tissue (40-70 % of the image) on a near-white
+    background: fibrous eosinophilic stroma with fibroblasts and scattered
+    lymphocytes, and foveolar glands (rings of basal nuclei around lumens).
+
+    A slide of a lesion class holds one to three lesion foci covering
+    ``lesion_fraction`` of its tissue, with the class's morphology:
+
+    - ``"LGIN"``: crowded back-to-back glands lined by elongated,
+      pseudostratified nuclei in basophilic cytoplasm without mucin;
+    - ``"HGIN"``: loss of gland structure, sheets of enlarged, dark,
+      pleomorphic nuclei, a few remnant slit lumens;
+    - ``"carcinoma"``: irregular cords and clusters of atypical cells
+      infiltrating a pale desmoplastic stroma.
+
+    Every slide, negative ones included, also holds benign mimics: lymphoid
+    aggregates (small, round, very dark nuclei packed densely) over 1-10 % of
+    the tissue, and inflamed stroma. Their dark-nucleus density matches that
+    of high-grade lesions, so a method that averages over the whole tissue,
+    or counts dark nuclei, errs; one has to find the lesion.
+
+    Parameters
+    ----------
+    n_slides : int, default=8
+        Number of slides.
+    size : int or (int, int), default=2048
+        Slide height and width in pixels (a single int for square slides);
+        at least 256 each.
+    classes : list of str, default=None
+        Class names drawn from :data:`GASTRIC_CLASSES`; all four by default.
+        Labels cycle through them, so that every class gets
+        ``n_slides // len(classes)`` or one more slides, then are shuffled.
+    lesion_fraction : float, default=0.05
+        Fraction of the tissue area covered by lesions on lesion slides, in
+        (0, 1).
+    stain_jitter : float, default=0.1
+        Per-slide perturbation of the stain vectors' directions, of the
+        stain strengths and of the background intensity, in [0, 1], so that
+        slides differ like slides from different laboratories. 0 gives the
+        reference stains on every slide.
+    out_dir : str or os.PathLike, default=None
+        If given, every slide is written there as a tiled, JPEG-compressed
+        pyramidal TIFF (mpp 0.5) named ``slide_000.tiff``, ... (existing
+        files are overwritten) and its path is returned instead of the
+        pixels. The file names do not reveal the labels.
+    n_jobs : int, default=None
+        Number of joblib workers rendering slides in parallel.
+    verbose : int or bool, default=0
+        Show a progress bar.
+    random_state : int, RandomState instance or None, default=None
+        Seed. The same seed gives exactly the same slides, labels and masks.
+
+    Returns
+    -------
+    slides : list of ndarray of shape (H, W, 3), dtype uint8, or list of str
+        The RGB slides, or the paths of the written TIFFs.
+    labels : ndarray of shape (n_slides,), dtype object
+        The class name of each slide.
+    masks : list of ndarray of shape (H, W), dtype bool
+        The lesion pixels of each slide; all False for negative slides.
+
+    See Also
+    --------
+    make_patch_dataset : Patches with lesion masks to train the segmenter.
+
+    Examples
+    --------
+    >>> from sklearn_gastric.datasets import make_gastric_slides
+    >>> slides, labels, masks = make_gastric_slides(
+    ...     4, size=256, random_state=0)
+    >>> slides[0].shape, slides[0].dtype, masks[0].shape
+    ((256, 256, 3), dtype('uint8'), (256, 256))
+    >>> sorted(labels)
+    ['HGIN', 'LGIN', 'carcinoma', 'negative']
+    >>> [bool(m.any()) for m in masks] == [lab != "negative" for lab in labels]
+    True
+    """
+    shape = _check_size(size, "size", _MIN_SLIDE_SIZE)
+    classes = _check_classes(classes)
+    rng = check_random_state(random_state)
+    labels = np.resize(np.asarray(classes, dtype=object), n_slides)
+    labels = labels[rng.permutation(n_slides)]
+    seeds = rng.randint(0, 2**31 - 1, size=n_slides)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"slide_{i:03d}.tiff" for i in range(n_slides)]
+    else:
+        paths = [None] * n_slides
+    work = partial(
+        _make_one_slide,
+        shape=shape,
+        lesion_fraction=float(lesion_fraction),
+        stain_jitter=float(stain_jitter),
+    )
+    results = map_slides(
+        work,
+        zip(seeds, labels, paths),
+        n_jobs=n_jobs,
+        verbose=verbose,
+        desc="synthetic slides",
+    )
+    slides = [slide for slide, _ in results]
+    masks = [mask for _, mask in results]
+    return slides, labels, masks
+
+
+def _make_one_slide(item, *, shape, lesion_fraction, stain_jitter):
+    seed, label, path = item
+    image, mask = _render_slide(seed, shape, label, lesion_fraction, stain_jitter)
+    if path is None:
+        return image, mask
+    from ..io import write_pyramidal_tiff
+
+    write_pyramidal_tiff(image, path, mpp=_SLIDE_MPP)
+    return str(path), mask
+
+
+def _render_slide(seed, shape, label, lesion_fraction, stain_jitter):
+    """One synthetic slide and its lesion mask, from an integer seed.
+
+    The tissue and the stains come from two independent streams, so that
+    changing ``stain_jitter`` recolours the same tissue.
+    """
+    structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
+    structure = np.random.default_rng(structure_seed)
+    stains = _render.sample_stains(np.random.default_rng(stain_seed), stain_jitter)
+    tissue = _render.tissue_mask(structure, shape, structure.uniform(0.4, 0.7))
+    tissue_area = int(np.count_nonzero(tissue))
+    mask = np.zeros(shape, dtype=bool)
+    lesions = []
+    if label != "negative":
+        # One to three foci; at least one pixel each, however small the
+        # fraction, so that a lesion slide never has an empty mask.
+        area = max(1, round(lesion_fraction * tissue_area))
+        n_foci = min(int(structure.integers(1, 4)), area)
+        for focus in _render.place_foci(structure, tissue, area, n_foci):
+            rows, cols, sub = focus
+            mask[rows, cols] |= sub
+            lesions.append((label, focus))
+    mimic_area = round(structure.uniform(0.01, 0.10) * tissue_area)
+    mimics = _render.place_foci(
+        structure, tissue & ~mask, mimic_area, int(structure.integers(2, 7))
+    )
+    image = _render.render(
+        structure,
+        shape,
+        tissue,
+        lesions,
+        mimics,
+        stains,
+        gland_density=structure.uniform(0.55, 0.9),
+    )
+    return image, mask
+
+
+@validate_params(
+    {
+        "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tile_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "classes": ["array-like", None],
+        "positive_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
+        "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_patch_dataset(
+    n_patches=256,
+    *,
+    tile_size=128,
+    classes=None,
+    positive_fraction=0.5,
+    stain_jitter=0.1,
+    random_state=None,
+):
+    """Generate synthetic H&E-like patches with lesion masks and labels.
+
+    The patches are **synthetic**, rendered by the same engine as
+    :func:`make_gastric_slides` (same stains, tissue and lesion morphology);
+    with it they are the only labelled data this project has. They train and
+    test the patch segmenter: a lesion's pixels differ visibly from the
+    normal tissue and the benign mimics around them, and the mask marks
+    exactly those pixels.
+
+    A positive patch holds one lesion focus covering 15-100 % of its
+    tissue, often cut by the patch border, and is labelled with the
+    lesion's class; a negative patch holds none and is labelled
+    ``"negative"``. Lymphoid aggregates (benign mimics) appear in about 40 %
+    of the patches of either kind; some patches lie at the tissue's edge.
+
+    Parameters
+    ----------
+    n_patches : int, default=256
+        Number of patches.
+    tile_size : int, default=128
+        Patch height and width in pixels (0.5 microns per pixel), at least 32.
+    classes : list of str, default=None
+        Names from :data:`GASTRIC_CLASSES`; the positive patches' lesion
+        classes are drawn uniformly from the non-negative ones. By default
+        ``"LGIN"``, ``"HGIN"`` and ``"carcinoma"``.
+    positive_fraction : float, default=0.5
+        Fraction of patches that contain a lesion, in [0, 1].
+    stain_jitter : float, default=0.1
+        Per-patch stain perturbation, as in :func:`make_gastric_slides`.
+    random_state : int, RandomState instance or None, default=None
+        Seed. The same seed gives exactly the same patches.
+
+    Returns
+    -------
+    patches : ndarray of shape (n_patches, tile_size, tile_size, 3), dtype uint8
+        RGB patches.
+    masks : ndarray of shape (n_patches, tile_size, tile_size), dtype float32
+        1.0 on lesion pixels, 0.0 elsewhere.
+    labels : ndarray of shape (n_patches,), dtype object
+        ``"negative"`` or the class of the patch's lesion.
+
+    See Also
+    --------
+    make_gastric_slides : Whole synthetic slides with slide labels.
+
+    Examples
+    --------
+    >>> from sklearn_gastric.datasets import make_patch_dataset
+    >>> patches, masks, labels = make_patch_dataset(
+    ...     8, tile_size=64, random_state=0)
+    >>> patches.shape, masks.shape, labels.shape
+    ((8, 64, 64, 3), (8, 64, 64), (8,))
+    >>> bool(((masks.sum(axis=(1, 2)) > 0) == (labels != "negative")).all())
+    True
+    """
+    tile_size = _check_size(tile_size, "tile_size", _MIN_TILE_SIZE)
+    classes = _check_classes(classes)
+    lesion_classes = [c for c in classes if c != "negative"]
+    n_positive = round(positive_fraction * n_patches)
+    if n_positive and not lesion_classes:
+        raise ValueError(
+            "classes must contain a lesion class (one of "
+            f"{GASTRIC_CLASSES[1:]}) when positive_fraction > 0; got {classes}."
+        )
+    rng = check_random_state(random_state)
+    labels = np.full(n_patches, "negative", dtype=object)
+    if n_positive:
+        labels[:n_positive] = np.asarray(lesion_classes, dtype=object)[
+            rng.randint(len(lesion_classes), size=n_positive)
+        ]
+    labels = labels[rng.permutation(n_patches)]
+    seeds = rng.randint(0, 2**31 - 1, size=n_patches)
+    patches = np.empty((n_patches, *tile_size, 3), dtype=np.uint8)
+    masks = np.empty((n_patches, *tile_size), dtype=np.float32)
+    for i, (seed, label) in enumerate(zip(seeds, labels)):
+        patches[i], mask = _render_patch(seed, tile_size, label, stain_jitter)
+        masks[i] = mask
+    return patches, masks, labels
+
+
+def _render_patch(seed, shape, label, stain_jitter):
+    """One synthetic patch and its lesion mask, from an integer seed."""
+    structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
+    structure = np.random.default_rng(structure_seed)
+    stains = _render.sample_stains(np.random.default_rng(stain_seed), stain_jitter)
+    if structure.random() < 0.75:
+        tissue = np.ones(shape, dtype=bool)
+    else:
+        tissue = _render.tissue_mask(structure, shape, structure.uniform(0.55, 0.9))
+    tissue_area = int(np.count_nonzero(tissue))
+    mask = np.zeros(shape, dtype=bool)
+    lesions = []
+    if label != "negative":
+        area = max(1, round(structure.uniform(0.15, 1.0) * tissue_area))
+        ys, xs = np.nonzero(tissue)
+        k = structure.integers(ys.size)
+        focus = _render.grow_region(structure, tissue, area, (ys[k], xs[k]))
+        rows, cols, sub = focus
+        mask[rows, cols] = sub
+        lesions.append((label, focus))
+    mimics = []
+    free = tissue & ~mask
+    if structure.random() < 0.4 and free.any():
+        area = round(structure.uniform(0.1, 0.5) * np.count_nonzero(free))
+        if area > 0:
+            ys, xs = np.nonzero(free)
+            k = structure.integers(ys.size)
+            mimics.append(_render.grow_region(structure, free, area, (ys[k], xs[k])))
+    image = _render.render(
+        structure,
+        shape,
+        tissue,
+        lesions,
+        mimics,
+        stains,
+        gland_density=structure.uniform(0.55, 0.9),
+    )
+    return image, mask
+
+
+def _check_size(size, name, minimum):
+    if isinstance(size, numbers.Integral):
+        size = (size, size)
+    size = tuple(size)
+    if len(size) != 2 or not all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size
+    ):
+        raise ValueError(
+            f"{name} must be an int or a pair of ints (height, width); got {size!r}."
+        )
+    if min(size) < minimum:
+        raise ValueError(
+            f"{name} must be at least {minimum} pixels on each side; got {size!r}."
+        )
+    return int(size[0]), int(size[1])
+
+
+def _check_classes(classes):
+    if classes is None:
+        return list(GASTRIC_CLASSES)
+    classes = [str(c) for c in classes]
+    if not classes:
+        raise ValueError("classes must name at least one class; got an empty list.")
+    unknown = [c for c in classes if c not in GASTRIC_CLASSES]
+    if unknown:
+        raise ValueError(
+            f"Unknown class name(s) {unknown}; classes must be taken from "
+            f"{GASTRIC_CLASSES}."
+        )
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must not repeat a name; got {classes}.")
+    return classes

@@ -1,0 +1,336 @@
+"""GCNSlideClassifier: slide classes from slide graphs (step 8)."""
+
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ._bags import check_slide_labels
+from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
+from ._slide_graph import SlideGraph
+
+__all__ = ["GCNSlideClassifier"]
+
+
+class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
+    """Classify slides from their graphs with a graph convolutional network.
+
+    Step 8 of the method. Each graph convolution computes
+    ``H' = ReLU(D^-1/2 (A + I) D^-1/2 H W + b)`` (Kipf & Welling); after
+    ``n_layers`` of them a readout turns the node vectors into one slide
+    vector and a linear layer gives class logits, trained with the
+    cross-entropy loss. ``predict_proba`` is the softmax of the logits.
+
+    Training runs through a skorch :class:`~skorch.NeuralNet` (``net_``);
+    graphs of different sizes are zero-padded to the largest graph of each
+    mini-batch, with a node mask so padding takes no part in the
+    convolutions or the readout.
+
+    Parameters
+    ----------
+    hidden_units : int, default=64
+        Width of every graph convolution.
+    n_layers : int, default=2
+        Number of graph convolutions.
+    dropout : float, default=0.0
+        Dropout probability before each convolution and the output layer.
+    readout : {"mean_max", "mean", "max", "sum"}, default="mean_max"
+        Node vectors to slide vector: the mean, the max, the sum over nodes,
+        or the mean and the max concatenated.
+    max_epochs : int, default=100
+        Number of passes over the training graphs.
+    lr : float, default=0.01
+        Adam learning rate.
+    weight_decay : float, default=0.0
+        Adam weight decay (L2 penalty).
+    batch_size : int, default=32
+        Graphs per mini-batch.
+    class_weight : "balanced" or None, default=None
+        ``"balanced"`` weights the loss of each class by
+        ``n_graphs / (n_classes * n_graphs_of_the_class)``.
+    device : str, default="cpu"
+        The torch device.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and dropout. Two fits with the
+        same integer give identical models on CPU. The global torch random
+        state is left as it was.
+    verbose : int, default=0
+        Print skorch's per-epoch table when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels seen in ``fit``, sorted.
+    n_node_features_ : int
+        Length of a node's feature vector.
+    feature_mean_ : ndarray of shape (n_node_features_,)
+        Mean of each node feature over all nodes of the training graphs.
+    feature_scale_ : ndarray of shape (n_node_features_,)
+        Standard deviation of each node feature over the same nodes (1 where
+        it is 0).
+    net_ : skorch.NeuralNet
+        The trained network; ``net_.module_`` is the :class:`GCN` and
+        ``net_.history`` the training history.
+
+    See Also
+    --------
+    PearsonGraphBuilder : Builds the graphs.
+    GCN : The torch module.
+
+    Notes
+    -----
+    Node features are standardised inside the classifier: ``fit`` learns
+    ``feature_mean_`` and ``feature_scale_`` and every graph's features are
+    transformed with them before entering the network, so no scaler is
+    needed in front of it (features from a CNN have arbitrary scales).
+
+    On CPU, ``fit`` and ``predict_proba`` run torch on a single intra-op
+    thread (the previous setting is restored afterwards): the graphs are tiny
+    (tens of nodes), so splitting each matrix product over threads costs
+    more than it saves, up to ten times more on a busy machine. Parallelise
+    over fits instead (e.g. ``GridSearchCV(n_jobs=...)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric.graph import GCNSlideClassifier, SlideGraph
+    >>> rng = np.random.default_rng(0)
+    >>> def graph(label):
+    ...     shift = 1.0 if label == "HGIN" else -1.0
+    ...     return SlideGraph(rng.normal(shift, 1.0, (4, 3)), np.zeros((4, 4)))
+    >>> y = ["HGIN", "negative"] * 10
+    >>> graphs = [graph(label) for label in y]
+    >>> clf = GCNSlideClassifier(hidden_units=8, max_epochs=20, random_state=0)
+    >>> clf.fit(graphs, y).classes_
+    array(['HGIN', 'negative'], dtype='<U8')
+    >>> clf.score(graphs, y)
+    1.0
+    >>> clf.predict(graphs[:2])
+    array(['HGIN', 'negative'], dtype='<U8')
+    >>> clf.predict_proba(graphs[:2]).sum(axis=1)
+    array([1., 1.])
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_units": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "readout": [StrOptions(set(READOUTS))],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_units=64,
+        n_layers=2,
+        dropout=0.0,
+        readout="mean_max",
+        max_epochs=100,
+        lr=0.01,
+        weight_decay=0.0,
+        batch_size=32,
+        class_weight=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_units = hidden_units
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.readout = readout
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.class_weight = class_weight
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the GCN on labelled slide graphs.
+
+        Parameters
+        ----------
+        X : list of SlideGraph
+            All with the same node feature length.
+        y : array-like of shape (n_graphs,)
+            Slide labels (strings welcome); at least two classes.
+
+        Returns
+        -------
+        self : GCNSlideClassifier
+        """
+        graphs = _check_graphs(X)
+        y = check_slide_labels(y, len(graphs), "GCN")
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        self.n_node_features_ = graphs[0].n_features
+        _check_feature_length(graphs, self.n_node_features_, "the first graph has")
+
+        nodes = np.concatenate([g.features for g in graphs]).astype(np.float64)
+        self.feature_mean_ = nodes.mean(axis=0)
+        scale = nodes.std(axis=0)
+        self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+
+        weight = None
+        if self.class_weight == "balanced":
+            weight = torch.as_tensor(
+                compute_class_weight(
+                    "balanced", classes=np.arange(len(self.classes_)), y=y_encoded
+                ),
+                dtype=torch.float32,
+            )
+        self.net_ = NeuralNet(
+            module=GCN,
+            module__in_features=self.n_node_features_,
+            module__n_classes=len(self.classes_),
+            module__hidden_units=self.hidden_units,
+            module__n_layers=self.n_layers,
+            module__dropout=self.dropout,
+            module__readout=self.readout,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__weight=weight,
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=collate_graphs,
+            iterator_valid__collate_fn=collate_graphs,
+            device=self.device,
+            verbose=self.verbose,
+        )
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        with (
+            _one_cpu_thread(self.device),
+            torch.random.fork_rng(devices=_cuda_devices(self.device)),
+        ):
+            torch.manual_seed(seed)
+            self.net_.fit(self._dataset(graphs, y_encoded), y=None)
+        return self
+
+    def _dataset(self, graphs, labels=None):
+        features = [
+            ((g.features - self.feature_mean_) / self.feature_scale_).astype(np.float32)
+            for g in graphs
+        ]
+        return GraphDataset(features, [g.adjacency for g in graphs], labels)
+
+    def predict_proba(self, X):
+        """Class probabilities of each slide.
+
+        Parameters
+        ----------
+        X : list of SlideGraph
+
+        Returns
+        -------
+        proba : ndarray of shape (n_graphs, n_classes)
+            Columns in the order of ``classes_``; rows sum to 1.
+        """
+        check_is_fitted(self)
+        graphs = _check_graphs(X)
+        if not graphs:
+            return np.zeros((0, len(self.classes_)))
+        _check_feature_length(
+            graphs, self.n_node_features_, "the classifier was fitted with"
+        )
+        with _one_cpu_thread(self.device):
+            proba = self.net_.predict_proba(self._dataset(graphs))
+        proba = proba.astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class of each slide.
+
+        Parameters
+        ----------
+        X : list of SlideGraph
+
+        Returns
+        -------
+        y : ndarray of shape (n_graphs,)
+            Labels from ``classes_``.
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _check_graphs(X):
+    if isinstance(X, SlideGraph):
+        raise TypeError(
+            "GCNSlideClassifier expects a list of SlideGraph; got a single "
+            "SlideGraph. Wrap it in a list."
+        )
+    if isinstance(X, (str, bytes, np.ndarray)) or not hasattr(X, "__iter__"):
+        raise TypeError(
+            f"GCNSlideClassifier expects a list of SlideGraph; got {type(X).__name__}."
+        )
+    graphs = list(X)
+    for i, graph in enumerate(graphs):
+        if not isinstance(graph, SlideGraph):
+            raise TypeError(
+                "GCNSlideClassifier expects a list of SlideGraph; item "
+                f"{i} is a {type(graph).__name__}."
+            )
+        # A SlideGraph checks its features on construction, but arrays can be
+        # modified in place afterwards.
+        if not np.isfinite(graph.features).all():
+            raise ValueError(
+                f"Graph {graph.name!r}: features contain NaN or infinite values."
+            )
+    return graphs
+
+
+def _check_feature_length(graphs, expected, reference):
+    for graph in graphs:
+        if graph.n_features != expected:
+            raise ValueError(
+                f"Graph {graph.name!r} has {graph.n_features} node features; "
+                f"{reference} {expected}."
+            )
+
+
+@contextmanager
+def _one_cpu_thread(device):
+    """Run torch on one intra-op thread on CPU, restoring the setting after."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+def _cuda_devices(device):
+    """The CUDA devices whose random state ``fit`` forks (none on CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]

@@ -1,0 +1,209 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sklearn_gastric.graph import GCNSlideClassifier, SlideGraph, pearson_adjacency
+
+CLASSES = ("negative", "LGIN", "HGIN", "carcinoma")
+
+
+def make_graphs(n_graphs, seed, n_features=16, shift=1.0):
+    """Graphs of 3 to 15 nodes whose first features drift with the class."""
+    rng = np.random.default_rng(seed)
+    graphs, y = [], []
+    for i in range(n_graphs):
+        label = i % len(CLASSES)
+        k = int(rng.integers(3, 16))
+        features = rng.normal(size=(k, n_features))
+        features[:, :4] += shift * label
+        adjacency = pearson_adjacency(features, threshold=0.2)
+        graphs.append(SlideGraph(features, adjacency, name=f"g{seed}-{i}"))
+        y.append(CLASSES[label])
+    return graphs, np.array(y)
+
+
+FAST = dict(hidden_units=16, max_epochs=40, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_graphs(160, seed=0), make_graphs(80, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    (graphs, y), _ = data
+    return GCNSlideClassifier(random_state=0, **FAST).fit(graphs, y)
+
+
+def test_learns_separable_graphs_with_string_labels(data, fitted):
+    _, (test_graphs, y_test) = data
+    assert fitted.classes_.tolist() == sorted(CLASSES)
+    assert fitted.score(test_graphs, y_test) >= 0.9
+    predicted = fitted.predict(test_graphs)
+    assert predicted.shape == (80,) and set(predicted) <= set(CLASSES)
+
+
+def test_predict_proba_rows_sum_to_one(data, fitted):
+    _, (test_graphs, _) = data
+    proba = fitted.predict_proba(test_graphs)
+    assert proba.shape == (80, 4) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    assert (proba >= 0).all()
+    np.testing.assert_array_equal(
+        fitted.classes_[proba.argmax(axis=1)], fitted.predict(test_graphs)
+    )
+    assert fitted.predict_proba([]).shape == (0, 4)
+
+
+def test_same_random_state_same_model_and_global_state_untouched(data, fitted):
+    (graphs, y), (test_graphs, _) = data
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    again = GCNSlideClassifier(random_state=0, **FAST).fit(graphs, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(
+        again.predict_proba(test_graphs), fitted.predict_proba(test_graphs)
+    )
+    other = GCNSlideClassifier(random_state=1, **FAST).fit(graphs, y)
+    assert not np.array_equal(
+        other.predict_proba(test_graphs), fitted.predict_proba(test_graphs)
+    )
+
+
+def test_features_standardised_inside(data, fitted):
+    (graphs, y), (test_graphs, _) = data
+    nodes = np.concatenate([g.features for g in graphs]).astype(np.float64)
+    np.testing.assert_allclose(fitted.feature_mean_, nodes.mean(axis=0))
+    np.testing.assert_allclose(fitted.feature_scale_, nodes.std(axis=0))
+    assert fitted.n_node_features_ == 16
+
+    # An affine change of the features changes nothing once standardised.
+    def rescale(graph_list):
+        return [
+            SlideGraph(g.features * 100 + 7, g.adjacency, name=g.name)
+            for g in graph_list
+        ]
+
+    rescaled = GCNSlideClassifier(random_state=0, **FAST).fit(rescale(graphs), y)
+    np.testing.assert_allclose(
+        rescaled.predict_proba(rescale(test_graphs)),
+        fitted.predict_proba(test_graphs),
+        atol=2e-3,
+    )
+
+
+def test_constant_feature_gets_unit_scale():
+    graphs = [
+        SlideGraph(np.array([[s, 5.0], [2 * s, 5.0]]), np.zeros((2, 2)))
+        for s in (1.0, -1.0)
+    ]
+    clf = GCNSlideClassifier(hidden_units=4, max_epochs=2, random_state=0)
+    clf.fit(graphs, ["a", "b"])
+    assert clf.feature_scale_[1] == 1.0
+    assert np.isfinite(clf.predict_proba(graphs)).all()
+
+
+def test_pickle_round_trip(data, fitted):
+    _, (test_graphs, _) = data
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(
+        restored.predict_proba(test_graphs), fitted.predict_proba(test_graphs)
+    )
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "sum"])
+def test_other_readouts_and_class_weight(data, readout):
+    (graphs, y), _ = data
+    clf = GCNSlideClassifier(
+        readout=readout,
+        n_layers=1,
+        class_weight="balanced",
+        hidden_units=8,
+        max_epochs=5,
+        random_state=0,
+    ).fit(graphs[:20], y[:20])
+    np.testing.assert_allclose(clf.net_.criterion_.weight.numpy(), [1.0] * 4)
+    assert clf.predict_proba(graphs[:3]).shape == (3, 4)
+
+
+def test_balanced_class_weight_values():
+    graphs = [SlideGraph(np.eye(2) * i, np.zeros((2, 2))) for i in range(4)]
+    clf = GCNSlideClassifier(
+        hidden_units=4, max_epochs=1, class_weight="balanced", random_state=0
+    ).fit(graphs, ["a", "a", "a", "b"])
+    # n / (n_classes * count): 4 / (2 * 3) and 4 / (2 * 1).
+    np.testing.assert_allclose(clf.net_.criterion_.weight.numpy(), [2 / 3, 2.0])
+
+
+def test_fit_errors():
+    graphs, y = make_graphs(4, seed=3)
+    clf = GCNSlideClassifier(max_epochs=1)
+    with pytest.raises(ValueError, match="X has 4 slides but y has 3 labels"):
+        clf.fit(graphs, y[:3])
+    with pytest.raises(ValueError, match="GCN fit needs at least two classes"):
+        clf.fit(graphs, ["HGIN"] * 4)
+    with pytest.raises(ValueError, match="at least one slide"):
+        clf.fit([], [])
+    odd = SlideGraph(np.zeros((2, 5)), np.zeros((2, 2)), name="odd")
+    with pytest.raises(
+        ValueError, match="'odd' has 5 node features.*first graph has 16"
+    ):
+        clf.fit(graphs + [odd], list(y) + ["LGIN"])
+    broken = SlideGraph(np.ones((2, 16)), np.zeros((2, 2)), name="broken")
+    broken.features[0, 3] = np.nan
+    with pytest.raises(ValueError, match="'broken': features contain NaN"):
+        clf.fit(graphs + [broken], list(y) + ["LGIN"])
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        clf.fit([graphs[0], np.zeros((3, 3))], y[:2])
+    with pytest.raises(TypeError, match="Wrap it in a list"):
+        clf.fit(graphs[0], y[:1])
+
+
+def test_predict_errors(fitted):
+    with pytest.raises(NotFittedError):
+        GCNSlideClassifier().predict(make_graphs(1, seed=4)[0])
+    odd = SlideGraph(np.zeros((2, 5)), np.zeros((2, 2)), name="odd")
+    with pytest.raises(ValueError, match="'odd' has 5 node features.*fitted with 16"):
+        fitted.predict([odd])
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        (dict(hidden_units=0), "hidden_units"),
+        (dict(n_layers=0), "n_layers"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(readout="median"), "readout"),
+        (dict(max_epochs=0), "max_epochs"),
+        (dict(lr=0.0), "lr"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(class_weight="auto"), "class_weight"),
+        (dict(random_state="seed"), "random_state"),
+    ],
+)
+def test_invalid_parameters_rejected_in_fit(params, name):
+    graphs, y = make_graphs(4, seed=5)
+    clf = GCNSlideClassifier(**params)
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
+        clf.fit(graphs, y)
+
+
+def test_estimator_contract(fitted):
+    clf = GCNSlideClassifier(hidden_units=8, random_state=3)
+    params = clf.get_params()
+    assert params["hidden_units"] == 8 and params["device"] == "cpu"
+    assert params["n_layers"] == 2 and params["readout"] == "mean_max"
+    cloned = clone(fitted)
+    assert cloned.get_params() == fitted.get_params()
+    assert not hasattr(cloned, "classes_") and not hasattr(cloned, "net_")
+    tags = clf.__sklearn_tags__()
+    assert tags.input_tags.two_d_array is False
+    assert tags.estimator_type == "classifier"
