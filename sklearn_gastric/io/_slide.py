@@ -416,7 +416,12 @@ def _rgba_to_rgb_on_white(rgba):
     rgb = rgba[..., :3]
     alpha = rgba[..., 3]
     if np.all(alpha == 255):
-        return np.ascontiguousarray(rgb)
+        # One copy per channel: several times faster than numpy's strided
+        # copy of the (h, w, 3) view of an (h, w, 4) array.
+        out = np.empty(rgb.shape, dtype=np.uint8)
+        for channel in range(3):
+            out[..., channel] = rgb[..., channel]
+        return out
     a = alpha[..., None].astype(np.uint16)
     out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)

@@ -217,18 +217,31 @@ class TileBag:
         if n_tiles == 0:
             return
         n_threads = _effective_threads(n_jobs)
-        starts = range(0, n_tiles, batch_size)
+        tile = self.tile_size
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
 
             def submit(start):
+                # Each reader writes straight into its slot of the batch: no
+                # list of tiles to stack afterwards.
                 stop = min(start + batch_size, n_tiles)
-                return [pool.submit(self.read_tile, i) for i in range(start, stop)]
+                batch = np.empty((stop - start, tile, tile, 3), dtype=np.uint8)
+                futures = [
+                    pool.submit(self._read_into, batch, slot, index)
+                    for slot, index in enumerate(range(start, stop))
+                ]
+                return batch, futures
 
-            pending = submit(starts[0])
-            for next_start in list(starts[1:]) + [None]:
-                upcoming = submit(next_start) if next_start is not None else None
-                yield np.stack([future.result() for future in pending])
+            pending = submit(0)
+            for next_start in range(batch_size, n_tiles + batch_size, batch_size):
+                upcoming = submit(next_start) if next_start < n_tiles else None
+                batch, futures = pending
+                for future in futures:
+                    future.result()
+                yield batch
                 pending = upcoming
+
+    def _read_into(self, batch, slot, index):
+        batch[slot] = self.read_tile(index)
 
 
 def _effective_threads(n_jobs):

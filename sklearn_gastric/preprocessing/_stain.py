@@ -1,0 +1,270 @@
+"""StainNormalizer: map every slide to a standard stain appearance (step 2)."""
+
+import os
+import warnings
+from functools import partial
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ..io import Slide, open_slide
+from ..utils import map_slides
+from ..utils._sklearn_compat import StrOptions, _fit_context
+from ._stain_methods import (
+    _MAX_PIXELS,
+    StainEstimationError,
+    StainTransform,
+    _tissue_pixels,
+    estimate_stains,
+)
+from ._tile_bag import TileBag
+from ._tissue import low_resolution_view
+from ._validation import check_slide_list
+
+__all__ = ["StainNormalizer"]
+
+# Stains are estimated on a view whose longest side is at most this.
+_ESTIMATION_VIEW_SIDE = 2048
+
+
+class StainNormalizer(TransformerMixin, BaseEstimator):
+    """Normalise the stain appearance of whole slides, lazily.
+
+    ``fit`` learns the target appearance; ``transform`` estimates each
+    slide's own stains once, from the tissue pixels of a low-resolution view
+    (longest side at most 2048 pixels, pixels sampled rather than averaged so
+    that neighbouring colours do not mix), and returns the slide with a pixel
+    transform attached: every later read of any region, at any level, is
+    normalised on the fly, and no full-resolution level is ever held in
+    memory.
+
+    Parameters
+    ----------
+    method : {"macenko", "reinhard", "vahadane"}, default="macenko"
+        ``"macenko"``: Macenko et al. (2009), with its published defaults
+        ``Io=240``, ``alpha=1``, ``beta=0.15``. ``"vahadane"``: Vahadane et
+        al. (2016), sparse non-negative factorisation by scikit-learn's
+        :class:`~sklearn.decomposition.DictionaryLearning` with positive
+        dictionary and code. ``"reinhard"``: Reinhard et al. (2001), mean and
+        standard deviation matched in CIE Lab.
+    target : ndarray of shape (H, W, 3) uint8, str, os.PathLike, Slide or None, \
+            default=None
+        The reference appearance: an RGB image, a path to an image or a
+        slide. ``None`` learns it from the tissue of the slides given to
+        ``fit``, pooled.
+    n_jobs : int, default=None
+        Slides processed in parallel (joblib); ``None`` means 1.
+    verbose : int, default=0
+        Show a progress bar over slides when positive.
+    random_state : int, RandomState instance or None, default=None
+        Pixel subsampling and initialisation of ``"vahadane"``; the other
+        methods are deterministic.
+
+    Attributes
+    ----------
+    target_params_ : dict of ndarray
+        The target's parameters: ``"stains"`` and ``"max_concentrations"``,
+        or ``"mean"`` and ``"std"`` for Reinhard.
+    stain_matrix_ : ndarray of shape (2, 3)
+        Target optical-density vectors of haematoxylin (row 0) and eosin
+        (row 1), unit length (Macenko and Vahadane only).
+    max_concentrations_ : ndarray of shape (2,)
+        Target 99th-percentile concentration of each stain (Macenko and
+        Vahadane only).
+    lab_mean_, lab_std_ : ndarray of shape (3,)
+        Target Lab statistics of the tissue (Reinhard only).
+
+    See Also
+    --------
+    normalize_stains : The same on one array, without an estimator.
+    tissue_mask : How tissue pixels are chosen.
+
+    Notes
+    -----
+    ``transform`` takes slides (paths, arrays, :class:`~sklearn_gastric.io.Slide`)
+    and returns :class:`~sklearn_gastric.io.Slide` objects, arrays included
+    (read their pixels with ``read_region``, or use :func:`normalize_stains`
+    to get an array back). It also accepts :class:`TileBag` objects and then
+    returns bags over the normalised slides. The transform attached to each
+    slide holds only the stain parameters, so the slides stay cheap to pickle
+    and to hash for ``Pipeline(memory=...)``.
+
+    Glass stays glass: pixels blend into their original colour as their
+    optical density falls to zero. A slide whose stains cannot be estimated
+    (no tissue, one stain only, a degenerate estimate) gets a warning naming
+    it and is returned unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric.preprocessing import StainNormalizer
+    >>> rng = np.random.RandomState(0)
+    >>> def render(stains, size=96):
+    ...     stains = np.asarray(stains) / np.linalg.norm(stains, axis=1)[:, None]
+    ...     od = rng.gamma(2.0, 0.4, size=(size * size, 2)) @ stains
+    ...     return (240 * np.exp(-od)).reshape(size, size, 3).astype(np.uint8)
+    >>> target = render([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
+    >>> slide = render([[0.45, 0.80, 0.40], [0.25, 0.95, 0.15]])
+    >>> normalizer = StainNormalizer(target=target).fit()
+    >>> normalizer.stain_matrix_.round(1)
+    array([[0.6, 0.7, 0.3],
+           [0.1, 1. , 0.1]])
+    >>> (out,) = normalizer.transform([slide])
+    >>> out.read_region((0, 0), 0, (96, 96)).shape
+    (96, 96, 3)
+    """
+
+    _parameter_constraints = {
+        "method": [StrOptions({"macenko", "reinhard", "vahadane"})],
+        "target": [None, "array-like", str, os.PathLike, Slide],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        method="macenko",
+        target=None,
+        *,
+        n_jobs=None,
+        verbose=0,
+        random_state=None,
+    ):
+        self.method = method
+        self.target = target
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """Learn the target appearance.
+
+        Parameters
+        ----------
+        X : list of slides or TileBags, default=None
+            The training slides; used only when ``target`` is None.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : StainNormalizer
+        """
+        rng = check_random_state(self.random_state)
+        if self.target is not None:
+            target = self.target
+            if not isinstance(target, (str, os.PathLike, Slide)):
+                target = np.asarray(target)
+            slide = open_slide(target, name="target")
+            pixels = _slide_tissue_pixels(slide)
+            source = f"the stain target {slide.name!r}"
+        else:
+            if X is None:
+                raise ValueError(
+                    "StainNormalizer(target=None) learns the target from the "
+                    "training slides: pass them to fit."
+                )
+            slides = [_as_slide(item) for item in check_slide_list(X, "fit")]
+            pooled = map_slides(
+                _slide_tissue_pixels,
+                slides,
+                n_jobs=self.n_jobs,
+                verbose=self.verbose,
+                desc="stain target",
+            )
+            pixels = np.concatenate([np.zeros((0, 3), np.uint8), *pooled])
+            if len(pixels) > _MAX_PIXELS:
+                keep = rng.choice(len(pixels), _MAX_PIXELS, replace=False)
+                pixels = pixels[np.sort(keep)]
+            source = f"the tissue of the {len(slides)} training slide(s)"
+        try:
+            params = estimate_stains(pixels, self.method, random_state=rng)
+        except StainEstimationError as exc:
+            raise ValueError(
+                f"StainNormalizer cannot learn the target from {source}: {exc}."
+            ) from exc
+        self.target_params_ = params
+        if self.method == "reinhard":
+            self.lab_mean_, self.lab_std_ = params["mean"], params["std"]
+        else:
+            self.stain_matrix_ = params["stains"]
+            self.max_concentrations_ = params["max_concentrations"]
+        return self
+
+    def transform(self, X):
+        """Attach the normalising transform to each slide.
+
+        Parameters
+        ----------
+        X : list of (str, os.PathLike, ndarray, Slide or TileBag)
+            The slides, or bags of tiles.
+
+        Returns
+        -------
+        normalised : list of Slide or TileBag
+            One per input, in order: a :class:`~sklearn_gastric.io.Slide`
+            for each slide (arrays included), a :class:`TileBag` over the
+            normalised slide for each bag.
+        """
+        check_is_fitted(self, "target_params_")
+        items = check_slide_list(X, type(self).__name__)
+        results = map_slides(
+            partial(
+                _normalize_one,
+                method=self.method,
+                target=self.target_params_,
+                random_state=check_random_state(self.random_state),
+            ),
+            items,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            desc="stain",
+        )
+        outputs = []
+        # Warnings are raised here, not in the workers, so that they reach
+        # the caller whatever the joblib backend.
+        for output, message in results:
+            if message is not None:
+                warnings.warn(message, UserWarning, stacklevel=2)
+            outputs.append(output)
+        return outputs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+def _as_slide(item):
+    return item.slide if isinstance(item, TileBag) else open_slide(item)
+
+
+def _slide_tissue_pixels(slide):
+    downsample = max(1.0, max(slide.dimensions) / _ESTIMATION_VIEW_SIDE)
+    view, _ = low_resolution_view(slide, downsample, reduce="sample")
+    return _tissue_pixels(view)
+
+
+def _normalize_one(item, *, method, target, random_state):
+    slide = _as_slide(item)
+    try:
+        source = estimate_stains(
+            _slide_tissue_pixels(slide), method, random_state=random_state
+        )
+    except StainEstimationError as exc:
+        message = (
+            f"Slide {slide.name!r}: its stains cannot be estimated ({exc}); it is "
+            f"passed through unchanged."
+        )
+        return (item if isinstance(item, TileBag) else slide), message
+    normalised = slide.with_transform(
+        StainTransform(method, source, target, before=slide.transform)
+    )
+    if isinstance(item, TileBag):
+        return item.replace(slide=normalised), None
+    return normalised, None
