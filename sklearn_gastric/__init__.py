@@ -1,7 +1,32 @@
-"""sklearn-gastric: scikit-learn estimators for gastric whole-slide images."""
+"""sklearn-gastric: scikit-learn estimators for gastric whole-slide images.
+
+The steps of patent CN 112990339 A as estimators that chain in a
+:class:`sklearn.pipeline.Pipeline`: :class:`StainNormalizer`, :class:`Tiler`,
+:class:`OtsuFilter`, :class:`PatchSegmenter`, :class:`TopKSelector`,
+:class:`PearsonGraphBuilder` and :class:`GCNSlideClassifier`.
+"""
 
 from ._version import __version__
-from .io import Slide, open_slide
-from .preprocessing import TileBag
+from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
+from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSelector
+from .io import Slide, SlideError, open_slide
+from .preprocessing import OtsuFilter, StainNormalizer, TileBag, Tiler
+from .segmentation import PatchSegmenter
 
-__all__ = ["Slide", "TileBag", "__version__", "open_slide"]
+__all__ = [
+    "GCNSlideClassifier",
+    "OtsuFilter",
+    "PatchSegmenter",
+    "PearsonGraphBuilder",
+    "PooledFeatureClassifier",
+    "ProportionThresholdClassifier",
+    "Slide",
+    "SlideError",
+    "SlideGraph",
+    "StainNormalizer",
+    "TileBag",
+    "Tiler",
+    "TopKSelector",
+    "__version__",
+    "open_slide",
+]

@@ -1,0 +1,403 @@
+"""PatchSegmenter: training, transform, errors, persistence, pipelines."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+from skorch.exceptions import DeviceWarning
+
+from sklearn_gastric.preprocessing import TileBag
+from sklearn_gastric.segmentation import PatchSegmenter, VNet
+
+TINY = dict(base_channels=4, depth=2, feature_dim=6, batch_size=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # On a busy machine (CI runners, parallel test sessions) torch's OpenMP
+    # threads spin against each other: one thread trains these small nets
+    # several times faster there, and barely slower on an idle machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_patches(n=12, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    masks = (patches[..., 0] > 160).astype(np.float32)
+    return patches, masks
+
+
+@pytest.fixture(scope="module")
+def data():
+    patches, masks = _random_patches()
+    labels = np.array(["negative", "LGIN", "HGIN", "carcinoma"] * 3)
+    return patches, masks, labels
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    patches, masks, labels = data
+    seg = PatchSegmenter(max_epochs=2, random_state=0, validation_fraction=0.25, **TINY)
+    return seg.fit(patches, masks, labels)
+
+
+@pytest.fixture(scope="module")
+def bags():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    first = TileBag(image, [[0, 0], [16, 0], [48, 32], [32, 16], [0, 32]], 16)
+    second = TileBag(image[::-1].copy(), [[16, 16]], 16)
+    empty = TileBag(image, np.zeros((0, 2)), 16)
+    return [first, empty, second]
+
+
+def test_fit_sets_attributes(fitted):
+    assert fitted.classes_.tolist() == ["HGIN", "LGIN", "carcinoma", "negative"]
+    assert fitted.n_classes_ == 4
+    assert isinstance(fitted.net_.module_, VNet)
+    assert fitted.net_.module_.n_classes == 4
+    assert len(fitted.net_.history) == 2
+    assert "valid_loss" in fitted.net_.history[-1]
+    assert not fitted.net_.module_.training
+
+
+def test_predict_proba_maps_shape_and_range(fitted, data):
+    proba = fitted.predict_proba_maps(data[0][:5])
+    assert proba.shape == (5, 16, 16) and proba.dtype == np.float32
+    assert (proba >= 0).all() and (proba <= 1).all()
+    # Batching does not change the values.
+    np.testing.assert_allclose(
+        fitted.predict_proba_maps(data[0][:1]), proba[:1], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_transform_fills_the_columns(fitted, bags):
+    out = fitted.transform(bags)
+    assert len(out) == len(bags)
+    for before, after in zip(bags, out):
+        assert after is not before and after.name == before.name
+        np.testing.assert_array_equal(after.coords, before.coords)
+        n = len(before)
+        assert after.features.shape == (n, 6) and after.features.dtype == np.float32
+        assert after.scores.shape == (n,) and after.scores.dtype == np.float32
+        assert after.patch_proba.shape == (n, 4)
+        assert after.prob_maps.shape == (n, 2, 2)  # 16 // map_downsample(8)
+        assert before.features is None  # the input is left untouched
+    first = out[0]
+    np.testing.assert_allclose(first.patch_proba.sum(axis=1), 1, rtol=1e-5)
+    tiles = np.stack([bags[0].read_tile(i) for i in range(len(bags[0]))])
+    full = fitted.predict_proba_maps(tiles)
+    np.testing.assert_allclose(first.scores, full.sum(axis=(1, 2)), rtol=1e-4)
+    pooled = full.reshape(5, 2, 8, 2, 8).mean(axis=(2, 4))
+    np.testing.assert_allclose(first.prob_maps, pooled, rtol=1e-4, atol=1e-6)
+    assert (first.scores > 0).all() and (first.scores <= 256).all()
+
+
+def test_transform_empty_bag_has_empty_columns(fitted, bags):
+    empty = fitted.transform([bags[1]])[0]
+    assert empty.features.shape == (0, 6)
+    assert empty.scores.shape == (0,)
+    assert empty.patch_proba.shape == (0, 4)
+    assert empty.prob_maps.shape == (0, 2, 2)
+
+
+def test_transform_with_reader_threads_and_map_downsample(fitted, bags):
+    reference = fitted.transform(bags)
+    threaded = clone(fitted).set_params(n_jobs=2, batch_size=3)
+    threaded.net_, threaded.classes_, threaded.n_classes_ = (
+        fitted.net_,
+        fitted.classes_,
+        fitted.n_classes_,
+    )
+    for a, b in zip(reference, threaded.transform(bags)):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+        np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+    threaded.set_params(map_downsample=4)
+    assert threaded.transform(bags)[0].prob_maps.shape == (5, 4, 4)
+
+
+def test_verbose_transform_shows_progress(fitted, bags, capsys):
+    noisy = pickle.loads(pickle.dumps(fitted)).set_params(verbose=1)
+    noisy.transform(bags)
+    assert "Segmenting tiles" in capsys.readouterr().err
+    fitted.transform(bags)
+    assert "Segmenting tiles" not in capsys.readouterr().err
+
+
+def test_transform_real_slide(fitted, cmu_slide_path):
+    bag = TileBag(cmu_slide_path, [[0, 0], [1000, 1200], [2000, 2800]], 32)
+    out = fitted.transform([bag])[0]
+    assert out.name == bag.name
+    assert out.prob_maps.shape == (3, 4, 4)
+    assert np.isfinite(out.features).all()
+
+
+def test_labels_none_trains_lesion_presence(data):
+    patches, masks, _ = data
+    masks = masks.copy()
+    masks[:4] = 0  # four patches without lesion
+    seg = PatchSegmenter(max_epochs=1, validation_fraction=0, random_state=0, **TINY)
+    seg.fit(patches, masks.astype(bool))
+    assert seg.classes_.tolist() == [0, 1]
+    assert seg.net_.module_.n_classes == 2
+    assert "valid_loss" not in seg.net_.history[-1]
+
+
+@pytest.mark.parametrize("classification_loss", ["euclidean", "cross_entropy"])
+def test_same_seed_same_weights(data, classification_loss):
+    patches, masks, labels = data
+    params = dict(max_epochs=2, classification_loss=classification_loss, **TINY)
+
+    def weights(seed):
+        seg = PatchSegmenter(random_state=seed, **params).fit(patches, masks, labels)
+        return seg.net_.module_.state_dict()
+
+    first, second, other = weights(3), weights(3), weights(4)
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0)
+    assert any(not torch.equal(first[k], other[k]) for k in first if "weight" in k)
+
+
+def test_fit_does_not_touch_the_global_torch_rng(data):
+    patches, masks, labels = data
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    PatchSegmenter(max_epochs=1, random_state=0, **TINY).fit(patches, masks, labels)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_early_stopping_restores_the_best_epoch(data):
+    patches, masks, labels = data
+    seg = PatchSegmenter(
+        max_epochs=30, lr=0.5, patience=1, validation_fraction=0.5, random_state=0,
+        augment=False, **TINY,
+    ).fit(patches, masks, labels)  # fmt: skip
+    history = seg.net_.history
+    assert len(history) < 30
+    losses = history[:, "valid_loss"]
+    assert np.argmin(losses) == len(losses) - 2  # stopped one epoch after the best
+
+
+def test_joblib_round_trip_and_stable_hash(fitted, bags, data, tmp_path):
+    expected_hash = joblib.hash(fitted)
+    expected = fitted.transform(bags)
+    assert joblib.hash(fitted) == expected_hash
+    fitted.predict_proba_maps(data[0][:2])
+    assert joblib.hash(fitted) == expected_hash
+    path = tmp_path / "seg.joblib"
+    joblib.dump(fitted, path)
+    loaded = joblib.load(path)
+    assert joblib.hash(loaded) == expected_hash
+    for a, b in zip(expected, loaded.transform(bags)):
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.prob_maps, b.prob_maps)
+    assert joblib.hash(loaded) == expected_hash
+    assert joblib.hash(pickle.loads(pickle.dumps(loaded))) == expected_hash
+
+
+class _Holder:
+    """A stand-in for a net: any object with a ``device`` attribute."""
+
+
+def test_persistence_bytes_depend_on_content_only():
+    from sklearn_gastric.segmentation._segmenter import _NetPayload
+
+    def payload(names, tensor):
+        holder = _Holder()
+        holder.names = set(names)
+        holder.weights = {"w": torch.nn.Parameter(tensor.clone()), "k": str(0)}
+        holder.device = "cpu"
+        return _NetPayload(holder)
+
+    names = [f"module__{i}" for i in range(50)]
+    first = payload(names, torch.arange(6.0))
+    second = payload(names[::-1], torch.arange(6.0))
+    assert first.data == second.data
+    loaded = first.load()
+    assert isinstance(loaded.weights["w"], torch.nn.Parameter)
+    torch.testing.assert_close(loaded.weights["w"].data, torch.arange(6.0))
+    assert loaded.names == set(names)
+    assert payload(names, torch.ones(6)).data != first.data
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_trained_model_loads_on_cpu(fitted, data):
+    # Stand-in for a model trained on a GPU: its net says device="cuda".
+    gpu = pickle.loads(pickle.dumps(fitted))
+    gpu.set_params(device="cuda")
+    gpu.net_.device = "cuda"
+    payload = pickle.dumps(gpu)
+    with pytest.warns(DeviceWarning):
+        loaded = pickle.loads(payload)
+    assert loaded.net_.device == "cpu"
+    np.testing.assert_array_equal(
+        loaded.predict_proba_maps(data[0][:3]), fitted.predict_proba_maps(data[0][:3])
+    )
+
+
+def test_frozen_in_cached_pipeline(fitted, bags, tmp_path, monkeypatch):
+    calls = []
+    transform = PatchSegmenter.transform
+
+    def counting_transform(self, tile_bags):
+        calls.append(len(tile_bags))
+        return transform(self, tile_bags)
+
+    monkeypatch.setattr(PatchSegmenter, "transform", counting_transform)
+    frozen = FrozenEstimator(fitted)
+    assert clone(frozen).estimator.net_ is fitted.net_
+    X = [bags[0], bags[2], bags[0], bags[2]]
+    y = [0, 1, 0, 1]
+    pipe = Pipeline(
+        [("seg", frozen), ("clf", _MaxScoreClassifier())], memory=str(tmp_path)
+    )
+    pipe.fit(X, y)
+    pipe.set_params(clf__offset=1.0).fit(X, y)
+    assert calls == [4]  # the second fit reads the cached TileBags
+    search = GridSearchCV(pipe, {"clf__offset": [0.0, 1.0]}, cv=2).fit(X, y)
+    # Cache hits hand back an unpickled copy of the segmenter: the same model.
+    best = search.best_estimator_.named_steps["seg"].estimator
+    assert joblib.hash(best) == joblib.hash(fitted)
+    # Both folds train on the same two bags: one miss, then hits (the refit
+    # on all four bags hits too); the other four calls are the predictions
+    # of 2 candidates x 2 folds, which a Pipeline never caches.
+    assert calls == [4] + [2] * 5
+
+
+class _MaxScoreClassifier(ClassifierMixin, BaseEstimator):
+    """Predicts class 1 when a bag's highest score beats the training median."""
+
+    def __init__(self, offset=0.0):
+        self.offset = offset
+
+    def fit(self, bags, y):
+        self.classes_ = np.unique(y)
+        self.threshold_ = np.median([b.scores.max() for b in bags]) + self.offset
+        return self
+
+    def predict(self, bags):
+        return np.array([int(b.scores.max() > self.threshold_) for b in bags])
+
+
+def test_transform_before_fit():
+    with pytest.raises(NotFittedError):
+        PatchSegmenter().transform([])
+    with pytest.raises(NotFittedError):
+        PatchSegmenter().predict_proba_maps(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    "patches, match",
+    [
+        (np.zeros((2, 16, 16, 3), np.float32), "RGB uint8"),
+        (np.zeros((2, 16, 16), np.uint8), "RGB uint8"),
+        (np.zeros((2, 16, 16, 4), np.uint8), "RGB uint8"),
+        (np.zeros((0, 16, 16, 3), np.uint8), "empty"),
+        (
+            np.zeros((2, 18, 18, 3), np.uint8),
+            r"18x18 is not divisible by 2\*\*depth",
+        ),
+    ],
+)
+def test_fit_rejects_bad_patches(patches, match):
+    masks = np.zeros(patches.shape[:3])
+    with pytest.raises(ValueError, match=match):
+        PatchSegmenter(**TINY).fit(patches, masks)
+
+
+@pytest.mark.parametrize(
+    "masks, match",
+    [
+        (np.zeros((2, 8, 8)), r"masks must have shape \(2, 16, 16\)"),
+        (np.zeros((3, 16, 16)), "masks must have shape"),
+        (np.full((2, 16, 16), 2.0), r"values in \[0, 1\]"),
+        (np.full((2, 16, 16), np.nan), r"values in \[0, 1\]"),
+        (np.full((2, 16, 16), "a"), "float or bool"),
+    ],
+)
+def test_fit_rejects_bad_masks(masks, match):
+    with pytest.raises(ValueError, match=match):
+        PatchSegmenter(**TINY).fit(np.zeros((2, 16, 16, 3), np.uint8), masks)
+
+
+def test_fit_rejects_bad_labels_and_settings(data):
+    patches, masks, labels = data
+    with pytest.raises(ValueError, match=r"labels must have shape \(12,\)"):
+        PatchSegmenter(**TINY).fit(patches, masks, labels[:5])
+    with pytest.raises(ValueError, match="at least two classes"):
+        PatchSegmenter(**TINY).fit(patches, masks, ["LGIN"] * 12)
+    with pytest.raises(ValueError, match="leaves no training patch"):
+        PatchSegmenter(validation_fraction=0.99, **TINY).fit(patches, masks)
+    with pytest.raises(InvalidParameterError, match="dice_weight"):
+        PatchSegmenter(dice_weight=1.5).fit(patches, masks)
+    with pytest.raises(InvalidParameterError, match="classification_loss"):
+        PatchSegmenter(classification_loss="l1").fit(patches, masks)
+    with pytest.raises(TypeError, match="wrap it in sklearn.frozen.FrozenEstimator"):
+        PatchSegmenter(**TINY).fit([TileBag(patches[0], [[0, 0]], 16)], None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_fit_on_missing_cuda_is_a_clear_error(data):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        PatchSegmenter(device="cuda", **TINY).fit(*data)
+
+
+def test_transform_rejects_bad_bags(fitted, bags):
+    odd = TileBag(np.zeros((40, 40, 3), np.uint8), [[0, 0]], 18)
+    with pytest.raises(ValueError, match=r"Slide 'array\(40x40\)': tile size 18x18"):
+        fitted.transform([bags[0], odd])
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        fitted.transform([bags[0], np.zeros((16, 16, 3), np.uint8)])
+    with pytest.raises(ValueError, match="RGB uint8"):
+        fitted.predict_proba_maps(np.zeros((1, 16, 16, 3)))
+
+
+def test_tags(fitted):
+    tags = fitted.__sklearn_tags__()
+    assert not tags.input_tags.two_d_array
+    assert tags.requires_fit
+
+
+def test_bf16_autocast_path_is_numerically_close(fitted, data):
+    # The GPU path runs the module under bf16 autocast; on a CPU we check that
+    # the same module under CPU bf16 autocast stays close to float32.
+    x = torch.from_numpy(data[0][:4]).permute(0, 3, 1, 2).float() / 255
+    module = fitted.net_.module_
+    with torch.inference_mode():
+        reference = torch.sigmoid(module(x)[0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = torch.sigmoid(
+                module(x.contiguous(memory_format=torch.channels_last))[0].float()
+            )
+    assert F.l1_loss(low, reference).item() < 0.05
+
+
+@pytest.mark.slow
+def test_learns_make_patch_dataset():
+    from sklearn_gastric.datasets import make_patch_dataset
+
+    patches, masks, labels = make_patch_dataset(320, tile_size=64, random_state=0)
+    train, test = slice(0, 256), slice(256, None)
+    seg = PatchSegmenter(
+        base_channels=8, depth=3, feature_dim=16, max_epochs=10, lr=3e-3,
+        batch_size=16, patience=4, random_state=0,
+    ).fit(patches[train], masks[train], labels[train])  # fmt: skip
+    proba = seg.predict_proba_maps(patches[test])
+    predicted, truth = proba > 0.5, masks[test] >= 0.5
+    dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    assert dice >= 0.7
+    assert seg.classes_.tolist() == ["HGIN", "LGIN", "carcinoma", "negative"]
