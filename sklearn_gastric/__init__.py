@@ -12,9 +12,11 @@ from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSele
 from .io import Slide, SlideError, open_slide
 from .preprocessing import OtsuFilter, StainNormalizer, TileBag, Tiler
 from .segmentation import PatchSegmenter
+from .visualization import LesionMapDisplay, export_geojson, lesion_map
 
 __all__ = [
     "GCNSlideClassifier",
+    "LesionMapDisplay",
     "OtsuFilter",
     "PatchSegmenter",
     "PearsonGraphBuilder",
@@ -28,5 +30,7 @@ __all__ = [
     "Tiler",
     "TopKSelector",
     "__version__",
+    "export_geojson",
+    "lesion_map",
     "open_slide",
 ]

@@ -1,0 +1,218 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+
+from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
+from sklearn_gastric.graph import (
+    GCNSlideClassifier,
+    PearsonGraphBuilder,
+    SlideGraph,
+    TopKSelector,
+)
+from sklearn_gastric.io import Slide
+from sklearn_gastric.preprocessing import OtsuFilter, TileBag, Tiler
+from sklearn_gastric.segmentation import PatchSegmenter
+from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    # Tiny nets on a shared machine train faster on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def bag():
+    maps = np.zeros((4, 4, 4), dtype=np.float32)
+    maps[1, :2, 2:] = 0.9
+    maps[2] = 0.3
+    maps[3, 3, 3] = 0.6
+    slide = Slide(np.full((64, 96, 3), 220, dtype=np.uint8), name="hand-made")
+    return TileBag(
+        slide,
+        [[0, 0], [32, 0], [64, 0], [32, 32]],
+        32,
+        scores=maps.sum(axis=(1, 2)),
+        prob_maps=maps,
+    )
+
+
+def test_from_bag_draws_map_tiles_and_title(bag, tmp_path):
+    display = LesionMapDisplay.from_bag(
+        bag, k=3, classes=["negative", "HGIN"], proba=[0.25, 0.75]
+    )
+    assert display.ax_.get_title() == "hand-made: HGIN\nnegative 0.25, HGIN 0.75"
+    assert display.figure_ is display.ax_.figure
+    # Top 3 by score: tile 2 (4.8), tile 1 (3.6), tile 3 (0.6).
+    assert [r.get_xy() for r in display.tiles_] == [(64, 0), (32, 0), (32, 32)]
+    assert all(r.get_width() == 32 for r in display.tiles_)
+    assert [t.get_text() for t in display.ax_.texts] == ["1", "2", "3"]
+    assert display.edges_ is None
+    overlay = display.overlay_.get_array()
+    np.testing.assert_array_equal(overlay.mask, ~lesion_map(bag).coverage)
+    np.testing.assert_array_equal(overlay.data, lesion_map(bag).probability)
+    assert display.overlay_.get_extent() == [0, 96, 64, 0]
+    assert display.image_.get_extent() == [0, 96, 64, 0]
+    assert display.image_.get_array().shape == (64, 96, 3)
+    assert len(display.contours_) == 2
+    assert display.colorbar_ is not None
+    path = tmp_path / "display.png"
+    display.figure_.savefig(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 1000
+
+
+def test_from_bag_with_graph_draws_its_edges(bag):
+    graph = SlideGraph(
+        np.eye(3),
+        [[0, 1, 1], [1, 0, 0], [1, 0, 0]],
+        scores=[3.0, 2.0, 1.0],
+        coords=[[64, 0], [32, 0], [0, 0]],
+        name="hand-made",
+    )
+    display = LesionMapDisplay.from_bag(bag, graph=graph, colorbar=False)
+    assert display.colorbar_ is None
+    assert [r.get_xy() for r in display.tiles_] == [(64, 0), (32, 0), (0, 0)]
+    segments = [s.tolist() for s in display.edges_.get_segments()]
+    assert segments == [[[80, 16], [48, 16]], [[80, 16], [16, 16]]]
+    assert display.ax_.get_title() == "hand-made"
+
+
+def test_plot_on_given_axes_and_options(bag):
+    fig, (left, right) = plt.subplots(1, 2)
+    display = LesionMapDisplay.from_bag(bag, k=None, ax=right, show_regions=False)
+    assert display.ax_ is right and display.figure_ is fig
+    assert display.tiles_ == [] and display.contours_ == []
+    again = display.plot(ax=left, colorbar=False)
+    assert again is display and display.ax_ is left
+
+
+def test_from_bag_errors(bag):
+    with pytest.raises(TypeError, match="expects a TileBag"):
+        LesionMapDisplay.from_bag([bag])
+    with pytest.raises(ValueError, match=r"Slide 'hand-made'.*no 'scores'"):
+        LesionMapDisplay.from_bag(bag.replace(scores=None), k=2)
+    no_coords = SlideGraph(np.eye(2), [[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match=r"Slide 'hand-made'.*no node coords"):
+        LesionMapDisplay.from_bag(bag, graph=no_coords)
+    with pytest.raises(ValueError, match=r"Slide 'hand-made'.*prob_maps"):
+        LesionMapDisplay.from_bag(bag.replace(prob_maps=None))
+    display = LesionMapDisplay.from_bag(bag, k=None)
+    display.classes, display.proba = ["a", "b"], [0.2, 0.3, 0.5]
+    with pytest.raises(ValueError, match="2 classes for 3 probabilities"):
+        display.plot()
+    display.classes = display.proba = None
+    display.tile_coords, display.tile_footprint = [[0, 0]], None
+    with pytest.raises(ValueError, match=r"Slide 'hand-made'.*tile_footprint"):
+        display.plot()
+
+
+def test_thumbnail_of_a_real_slide_is_bounded(cmu_slide_path):
+    slide = Slide(cmu_slide_path)
+    rng = np.random.default_rng(0)
+    bag = TileBag(
+        slide,
+        [[0, 0], [512, 1024], [1536, 2048]],
+        512,
+        scores=[3.0, 2.0, 1.0],
+        prob_maps=rng.random((3, 64, 64)),
+    )
+    display = LesionMapDisplay.from_bag(bag, k=2, max_size=256)
+    assert max(display.image_.get_array().shape[:2]) == 256
+    # The view may come from the file's stored thumbnail: its extent matches
+    # the slide to within a couple of view pixels.
+    np.testing.assert_allclose(
+        display.image_.get_extent(), [0, 2220, 2967, 0], atol=2 * 2967 / 256
+    )
+    assert len(display.tiles_) == 2
+
+
+@pytest.fixture(scope="module")
+def fitted_pipeline(one_torch_thread):
+    patches, masks, _ = make_patch_dataset(32, tile_size=32, random_state=0)
+    segmenter = PatchSegmenter(
+        base_channels=4,
+        depth=2,
+        feature_dim=8,
+        max_epochs=1,
+        validation_fraction=0,
+        random_state=0,
+    ).fit(patches, masks)
+    slides, labels, _ = make_gastric_slides(6, size=256, random_state=0)
+    pipe = Pipeline(
+        [
+            ("tile", Tiler(tile_size=32)),
+            ("tissue", OtsuFilter(min_tissue=0.5)),
+            ("seg", FrozenEstimator(segmenter)),
+            ("topk", TopKSelector(k=4)),
+            ("graph", PearsonGraphBuilder(threshold=0.0)),
+            ("gcn", GCNSlideClassifier(hidden_units=8, max_epochs=5, random_state=0)),
+        ]
+    ).fit(slides, labels)
+    return pipe, slides
+
+
+def test_from_pipeline_shows_segmenter_map_topk_graph_and_prediction(
+    fitted_pipeline, tmp_path
+):
+    pipe, slides = fitted_pipeline
+    slide = Slide(slides[1], name="synthetic-1")
+    display = LesionMapDisplay.from_pipeline(pipe, slide, threshold=0.5)
+    (full_bag,) = pipe[:3].transform([slide])
+    expected = lesion_map(full_bag, 0.5)
+    np.testing.assert_array_equal(display.lesion_map.probability, expected.probability)
+    assert display.lesion_map.regions == expected.regions
+    (graph,) = pipe[:5].transform([slide])
+    assert [r.get_xy() for r in display.tiles_] == [
+        tuple(float(v) for v in xy) for xy in graph.coords
+    ]
+    assert len(display.edges_.get_segments()) == int(graph.adjacency.sum()) // 2
+    proba = pipe.predict_proba([slide])[0]
+    np.testing.assert_allclose(display.proba, proba, rtol=1e-6)
+    assert list(display.classes) == list(pipe.classes_)
+    title = display.ax_.get_title()
+    assert title.startswith(f"synthetic-1: {pipe.predict([slide])[0]}\n")
+    assert all(str(c) in title for c in pipe.classes_)
+    path = tmp_path / "pipeline.png"
+    display.figure_.savefig(path)
+    assert path.stat().st_size > 1000
+
+
+def test_from_pipeline_without_graph_or_classifier(fitted_pipeline):
+    pipe, slides = fitted_pipeline
+    no_graph = Pipeline(pipe.steps[:4]).fit(slides)
+    display = LesionMapDisplay.from_pipeline(no_graph, slides[0])
+    assert len(display.tiles_) == 4
+    assert display.edges_ is None
+    assert display.proba is None
+    assert display.ax_.get_title() == "array(256x256)"
+    no_selector = Pipeline(pipe.steps[:3]).fit(slides)
+    display = LesionMapDisplay.from_pipeline(no_selector, slides[0])
+    assert display.tiles_ == [] and display.edges_ is None
+
+
+def test_from_pipeline_errors(fitted_pipeline):
+    pipe, slides = fitted_pipeline
+    no_segmenter = Pipeline(pipe.steps[:2]).fit(slides)
+    with pytest.raises(ValueError, match=r"Slide 'array\(256x256\)'.*prob_maps"):
+        LesionMapDisplay.from_pipeline(no_segmenter, slides[0])
+    with pytest.raises(TypeError, match="one slide"):
+        LesionMapDisplay.from_pipeline(pipe, slides[:2])
+    unfitted = Pipeline(
+        [("topk", TopKSelector()), ("gcn", GCNSlideClassifier(max_epochs=1))]
+    )
+    with pytest.raises(NotFittedError):
+        LesionMapDisplay.from_pipeline(unfitted, slides[0])
