@@ -6,6 +6,7 @@ The steps of patent CN 112990339 A as estimators that chain in a
 :class:`PearsonGraphBuilder` and :class:`GCNSlideClassifier`.
 """
 
+from ._persistence import ModelFileError, load_model, save_model
 from ._version import __version__
 from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
 from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSelector
@@ -17,6 +18,7 @@ from .visualization import LesionMapDisplay, export_geojson, lesion_map
 __all__ = [
     "GCNSlideClassifier",
     "LesionMapDisplay",
+    "ModelFileError",
     "OtsuFilter",
     "PatchSegmenter",
     "PearsonGraphBuilder",
@@ -32,5 +34,7 @@ __all__ = [
     "__version__",
     "export_geojson",
     "lesion_map",
+    "load_model",
     "open_slide",
+    "save_model",
 ]

@@ -61,7 +61,9 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         Show a progress bar over slides when positive.
     random_state : int, RandomState instance or None, default=None
         Pixel subsampling and initialisation of ``"vahadane"``; the other
-        methods are deterministic.
+        methods are deterministic. ``transform`` estimates every slide's
+        stains with the same seed, so a slide's result depends neither on the
+        other slides nor on ``n_jobs``.
 
     Attributes
     ----------
@@ -213,12 +215,15 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "target_params_")
         items = check_slide_list(X, type(self).__name__)
+        # One seed for every slide: a slide's result depends neither on the
+        # slides before it nor on n_jobs (workers get copies of a RandomState).
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         results = map_slides(
             partial(
                 _normalize_one,
                 method=self.method,
                 target=self.target_params_,
-                random_state=check_random_state(self.random_state),
+                seed=seed,
             ),
             items,
             n_jobs=self.n_jobs,
@@ -250,11 +255,13 @@ def _slide_tissue_pixels(slide):
     return _tissue_pixels(view)
 
 
-def _normalize_one(item, *, method, target, random_state):
+def _normalize_one(item, *, method, target, seed):
     slide = _as_slide(item)
     try:
         source = estimate_stains(
-            _slide_tissue_pixels(slide), method, random_state=random_state
+            _slide_tissue_pixels(slide),
+            method,
+            random_state=np.random.RandomState(seed),
         )
     except StainEstimationError as exc:
         message = (
