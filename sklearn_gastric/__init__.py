@@ -11,7 +11,13 @@ from ._version import __version__
 from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
 from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSelector
 from .io import Slide, SlideError, open_slide
-from .preprocessing import OtsuFilter, StainNormalizer, TileBag, Tiler
+from .preprocessing import (
+    OtsuFilter,
+    StainNormalizer,
+    TileBag,
+    Tiler,
+    UnreadableTileWarning,
+)
 from .segmentation import PatchSegmenter
 from .visualization import LesionMapDisplay, export_geojson, lesion_map
 
@@ -31,6 +37,7 @@ __all__ = [
     "TileBag",
     "Tiler",
     "TopKSelector",
+    "UnreadableTileWarning",
     "__version__",
     "export_geojson",
     "lesion_map",

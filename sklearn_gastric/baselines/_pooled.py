@@ -149,7 +149,7 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        vectors : ndarray of shape (n_slides, n_tile_features_)
+        vectors : ndarray of shape (n_slides, ``n_tile_features_``)
         """
         check_is_fitted(self)
         bags = check_tile_bags(X, type(self).__name__)

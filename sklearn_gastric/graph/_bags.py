@@ -69,6 +69,7 @@ def check_slide_labels(y, n_slides, estimator_name):
     classes = np.unique(y)
     if len(classes) < 2:
         raise ValueError(
-            f"{estimator_name} fit needs at least two classes; got only {classes[0]!r}."
+            f"{estimator_name} fit needs at least two classes; got only "
+            f"{classes.tolist()[0]!r}."
         )
     return y

@@ -70,9 +70,9 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         The labels seen in ``fit``, sorted.
     n_node_features_ : int
         Length of a node's feature vector.
-    feature_mean_ : ndarray of shape (n_node_features_,)
+    feature_mean_ : ndarray of shape (``n_node_features_``,)
         Mean of each node feature over all nodes of the training graphs.
-    feature_scale_ : ndarray of shape (n_node_features_,)
+    feature_scale_ : ndarray of shape (``n_node_features_``,)
         Standard deviation of each node feature over the same nodes (1 where
         it is 0).
     net_ : skorch.NeuralNet

@@ -160,7 +160,7 @@ class Slide:
                     ) from image_exc
             raise SlideError(
                 f"Slide {self.name!r}: {str(path)!r} is not in a format OpenSlide "
-                f"reads ({exc or 'unsupported or corrupt file'})."
+                f"reads, or is corrupt or truncated ({exc or 'unsupported file'})."
             ) from exc
         except openslide.OpenSlideError as exc:
             raise SlideError(
@@ -191,8 +191,28 @@ class Slide:
         if self._handle is None:
             with self._lock:
                 if self._handle is None:
-                    self._handle = self._open_handle()
+                    self._handle = self._reopen_handle()
         return self._handle
+
+    def _reopen_handle(self):
+        """Open the file again (after unpickling, in a joblib or dask worker,
+        or after a failed read), checking it is still the file first opened."""
+        path = self.path
+        if not path.is_file():
+            import socket
+
+            raise FileNotFoundError(
+                f"Slide {self.name!r}: no such file {str(path)!r} on host "
+                f"{socket.gethostname()!r} (when slides run on other processes "
+                f"or machines, each must see the file at the same path)."
+            )
+        size = path.stat().st_size
+        if size != self._signature[0]:
+            raise SlideError(
+                f"Slide {self.name!r}: the file {str(path)!r} changed since the "
+                f"slide was opened (now {size} bytes, then {self._signature[0]})."
+            )
+        return self._open_handle()
 
     # -- geometry -----------------------------------------------------------
 
@@ -268,14 +288,35 @@ class Slide:
     def _read_file_region(self, x, y, level, w, h):
         import openslide
 
+        # PIL, under openslide.ImageSlide, raises OSError for a truncated or
+        # corrupt PNG / JPEG.
+        read_errors = (openslide.OpenSlideError, OSError)
+        handle = self._get_handle()
         try:
-            rgba = np.asarray(self._get_handle().read_region((x, y), level, (w, h)))
-        except openslide.OpenSlideError as exc:
-            raise SlideError(
-                f"Slide {self.name!r}: reading the region at ({x}, {y}), level "
-                f"{level}, size {(w, h)} failed: {exc}"
-            ) from exc
-        return _rgba_to_rgb_on_white(rgba)
+            rgba = handle.read_region((x, y), level, (w, h))
+        except read_errors:
+            # After a failed read OpenSlide fails every later call on that
+            # handle, and a thread sharing it may have failed for that reason
+            # only: drop the shared handle (the next read opens a new one) and
+            # retry on a private fresh handle, which fails only if this region
+            # really cannot be read.
+            self._discard_handle(handle)
+            fresh = self._reopen_handle()
+            try:
+                rgba = fresh.read_region((x, y), level, (w, h))
+            except read_errors as exc:
+                raise SlideError(
+                    f"Slide {self.name!r}: reading the region at ({x}, {y}), level "
+                    f"{level}, size {(w, h)} failed: {exc}"
+                ) from exc
+        return _rgba_to_rgb_on_white(np.asarray(rgba))
+
+    def _discard_handle(self, handle):
+        """Forget ``handle`` if it is still the shared one; threads still
+        using it keep it alive, and it closes when the last one drops it."""
+        with self._lock:
+            if self._handle is handle:
+                self._handle = None
 
     def _read_array_region(self, x, y, level, w, h):
         factor = int(round(self.level_downsamples[level]))

@@ -8,7 +8,7 @@ from ._stain_methods import (
     estimate_stains,
     normalize_stains,
 )
-from ._tile_bag import TileBag
+from ._tile_bag import TileBag, UnreadableTileWarning
 from ._tiler import Tiler
 from ._tissue import low_resolution_view, tissue_fraction, tissue_mask
 
@@ -19,6 +19,7 @@ __all__ = [
     "StainTransform",
     "TileBag",
     "Tiler",
+    "UnreadableTileWarning",
     "estimate_stains",
     "low_resolution_view",
     "normalize_stains",

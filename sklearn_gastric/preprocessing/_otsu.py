@@ -1,5 +1,6 @@
 """OtsuFilter: keep the tiles that hold enough tissue (step 4 of the method)."""
 
+import warnings
 from functools import partial
 from numbers import Integral, Real
 
@@ -8,6 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ._tile_bag import UnreadableTileWarning
 from ._tissue import low_resolution_view, tissue_fraction, tissue_mask
 from ._validation import check_bag_list
 
@@ -46,6 +48,13 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
     remove_pen : bool, default=True
         Reject green and blue-green marker ink; set False to count every
         dark pixel.
+    on_error : {"raise", "skip"}, default="raise"
+        With ``mode="tile"``, a tile that cannot be read (a corrupt tile in
+        the file): ``"raise"`` the :class:`~sklearn_gastric.io.SlideError`
+        naming the slide and the tile, or ``"skip"`` it: it is left out of
+        the output bag, with an :class:`UnreadableTileWarning` naming the
+        slide and the tile's coordinates. ``mode="slide"`` reads no tile; a
+        view that cannot be read is an error naming the slide.
     n_jobs : int, default=None
         Slides processed in parallel (joblib); ``None`` means 1.
     verbose : int, default=0
@@ -78,16 +87,25 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         "min_tissue": [Interval(Real, 0, 1, closed="both")],
         "mode": [StrOptions({"slide", "tile"})],
         "remove_pen": ["boolean"],
+        "on_error": [StrOptions({"raise", "skip"})],
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
     def __init__(
-        self, min_tissue=0.7, mode="slide", *, remove_pen=True, n_jobs=None, verbose=0
+        self,
+        min_tissue=0.7,
+        mode="slide",
+        *,
+        remove_pen=True,
+        on_error="raise",
+        n_jobs=None,
+        verbose=0,
     ):
         self.min_tissue = min_tissue
         self.mode = mode
         self.remove_pen = remove_pen
+        self.on_error = on_error
         self.n_jobs = n_jobs
         self.verbose = verbose
 
@@ -124,18 +142,27 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         bags = check_bag_list(X, type(self).__name__)
-        measure = _slide_fractions if self.mode == "slide" else _tile_fractions
-        fractions = map_slides(
-            partial(measure, remove_pen=bool(self.remove_pen)),
-            bags,
-            n_jobs=self.n_jobs,
-            verbose=self.verbose,
-            desc="tissue",
+        if self.mode == "slide":
+            measure = partial(_slide_fractions, remove_pen=bool(self.remove_pen))
+        else:
+            measure = partial(
+                _tile_fractions,
+                remove_pen=bool(self.remove_pen),
+                on_error=self.on_error,
+            )
+        results = map_slides(
+            measure, bags, n_jobs=self.n_jobs, verbose=self.verbose, desc="tissue"
         )
-        return [
-            bag.replace(tissue_fraction=fraction).subset(fraction >= self.min_tissue)
-            for bag, fraction in zip(bags, fractions)
-        ]
+        outputs = []
+        for bag, (fraction, failures) in zip(bags, results):
+            # Warned here, not in the workers, so that the warnings reach the
+            # caller whatever the joblib backend.
+            for message in failures:
+                warnings.warn(message, UnreadableTileWarning, stacklevel=2)
+            # An unreadable tile has a NaN fraction: never kept.
+            keep = fraction >= self.min_tissue
+            outputs.append(bag.replace(tissue_fraction=fraction).subset(keep))
+        return outputs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -146,7 +173,7 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
 
 def _slide_fractions(bag, *, remove_pen):
     if len(bag) == 0:
-        return np.zeros(0)
+        return np.zeros(0), []
     footprint = bag.footprint
     downsample = max(
         1.0,
@@ -155,14 +182,14 @@ def _slide_fractions(bag, *, remove_pen):
     )
     view, actual = low_resolution_view(bag.slide, downsample)
     mask = tissue_mask(view, remove_pen=remove_pen)
-    return tissue_fraction(mask, actual, bag.coords, footprint)
+    return tissue_fraction(mask, actual, bag.coords, footprint), []
 
 
-def _tile_fractions(bag, *, remove_pen):
-    fractions = np.zeros(len(bag))
-    start = 0
-    for batch in bag.iter_batches(_TILE_BATCH):
-        for i, tile in enumerate(batch):
-            fractions[start + i] = tissue_mask(tile, remove_pen=remove_pen).mean()
-        start += len(batch)
-    return fractions
+def _tile_fractions(bag, *, remove_pen, on_error):
+    fractions = np.full(len(bag), np.nan)
+    skipped = []
+    for indices, batch, failures in bag._read_batches(_TILE_BATCH, on_error=on_error):
+        skipped.extend(failures)
+        for index, tile in zip(indices, batch):
+            fractions[index] = tissue_mask(tile, remove_pen=remove_pen).mean()
+    return fractions, skipped

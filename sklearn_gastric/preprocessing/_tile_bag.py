@@ -1,12 +1,13 @@
 """TileBag: the tiles of one slide, as coordinates plus optional per-tile columns."""
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..io import open_slide
+from ..io import SlideError, open_slide
 
-__all__ = ["TileBag"]
+__all__ = ["TileBag", "UnreadableTileWarning"]
 
 _COLUMNS = ("tissue_fraction", "features", "scores", "patch_proba", "prob_maps")
 
@@ -187,13 +188,28 @@ class TileBag:
         Returns
         -------
         tile : ndarray of shape (tile_size, tile_size, 3), dtype uint8
-        """
-        x, y = self.coords[index]
-        return self.slide.read_region(
-            (int(x), int(y)), self.level, (self.tile_size, self.tile_size)
-        )
 
-    def iter_batches(self, batch_size=32, *, n_jobs=None):
+        Raises
+        ------
+        SlideError
+            The tile cannot be read (a corrupt tile in the file); the message
+            names the slide, the tile's index and its level-0 coordinates.
+        """
+        x, y = (int(v) for v in self.coords[index])
+        try:
+            return self.slide.read_region(
+                (x, y), self.level, (self.tile_size, self.tile_size)
+            )
+        except SlideError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise SlideError(
+                f"Slide {self.name!r}: tile {int(index)} at level-0 (x, y) = "
+                f"({x}, {y}) cannot be read: {cause}"
+            ) from exc
+
+    def iter_batches(
+        self, batch_size=32, *, n_jobs=None, on_error="raise", return_indices=False
+    ):
         """Read the tiles in order, ``batch_size`` at a time.
 
         Reads run on a thread pool: OpenSlide releases the GIL while it
@@ -206,13 +222,41 @@ class TileBag:
             Tiles per batch (the last batch may be smaller).
         n_jobs : int, default=None
             Reader threads; ``None`` means 1, ``-1`` all cores.
+        on_error : {"raise", "skip"}, default="raise"
+            What to do with a tile that cannot be read (a corrupt tile in
+            the file): raise the :class:`~sklearn_gastric.io.SlideError`
+            naming the slide and the tile, or leave the tile out of its batch
+            with a :class:`UnreadableTileWarning` naming them (a batch may
+            then be smaller than ``batch_size``; an empty one is not yielded).
+        return_indices : bool, default=False
+            Yield ``(indices, batch)``, where ``indices`` are the positions
+            in the bag of the tiles in ``batch``: with ``on_error="skip"``,
+            the way to know which tiles were read.
 
         Yields
         ------
         batch : ndarray of shape (b, tile_size, tile_size, 3), dtype uint8
+            Or ``(indices, batch)`` with ``indices`` of shape (b,) when
+            ``return_indices`` is True.
+        """
+        for indices, batch, failures in self._read_batches(
+            batch_size, n_jobs=n_jobs, on_error=on_error
+        ):
+            for message in failures:
+                warnings.warn(message, UnreadableTileWarning, stacklevel=2)
+            if len(indices):
+                yield (indices, batch) if return_indices else batch
+
+    def _read_batches(self, batch_size, *, n_jobs=None, on_error="raise"):
+        """Yield ``(indices, batch, failures)``: the tiles read, their pixels
+        and the messages of the tiles skipped (``on_error="skip"``). Steps
+        that run in joblib workers use it to raise the warnings in the
+        caller's process, where a dask or loky worker's warning would be lost.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
         n_tiles = len(self)
         if n_tiles == 0:
             return
@@ -229,19 +273,36 @@ class TileBag:
                     pool.submit(self._read_into, batch, slot, index)
                     for slot, index in enumerate(range(start, stop))
                 ]
-                return batch, futures
+                return start, batch, futures
 
             pending = submit(0)
             for next_start in range(batch_size, n_tiles + batch_size, batch_size):
                 upcoming = submit(next_start) if next_start < n_tiles else None
-                batch, futures = pending
-                for future in futures:
-                    future.result()
-                yield batch
+                start, batch, futures = pending
+                kept, failures = [], []
+                for slot, future in enumerate(futures):
+                    try:
+                        future.result()
+                    except SlideError as exc:
+                        if on_error == "raise":
+                            for other in futures:
+                                other.cancel()
+                            raise
+                        failures.append(f"{exc}; the tile is skipped.")
+                    else:
+                        kept.append(slot)
+                indices = np.arange(start, start + len(batch))
+                if failures:
+                    indices, batch = indices[kept], batch[kept]
+                yield indices, batch, failures
                 pending = upcoming
 
     def _read_into(self, batch, slot, index):
         batch[slot] = self.read_tile(index)
+
+
+class UnreadableTileWarning(UserWarning):
+    """A tile that cannot be read was skipped (``on_error="skip"``)."""
 
 
 def _effective_threads(n_jobs):

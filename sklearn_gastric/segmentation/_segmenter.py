@@ -21,7 +21,7 @@ from skorch.exceptions import DeviceWarning
 from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
-from ..preprocessing import TileBag
+from ..preprocessing import TileBag, UnreadableTileWarning
 from ..utils._parallel import map_slides
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ._augment import augment_patch
@@ -93,6 +93,13 @@ class PatchSegmenter(BaseEstimator):
     n_jobs : int, default=None
         Threads reading tile pixels in :meth:`transform` (reads overlap
         with compute). ``None`` means 1, ``-1`` all cores.
+    on_error : {"raise", "skip"}, default="raise"
+        A tile that cannot be read in :meth:`transform` (a corrupt tile in
+        the file): ``"raise"`` the :class:`~sklearn_gastric.io.SlideError`
+        naming the slide and the tile, or ``"skip"`` it: it is left out of
+        the output bag, with a
+        :class:`~sklearn_gastric.preprocessing.UnreadableTileWarning` naming
+        the slide and the tile's coordinates.
     verbose : int, default=0
         Print skorch's training log and show a progress bar over slides in
         :meth:`transform`.
@@ -173,6 +180,7 @@ class PatchSegmenter(BaseEstimator):
         "map_downsample": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
         "n_jobs": [Integral, None],
+        "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
         "memory": [None, str, HasMethods(["cache"])],
@@ -195,6 +203,7 @@ class PatchSegmenter(BaseEstimator):
         map_downsample=8,
         device="cpu",
         n_jobs=None,
+        on_error="raise",
         verbose=0,
         random_state=None,
         memory=None,
@@ -213,6 +222,7 @@ class PatchSegmenter(BaseEstimator):
         self.map_downsample = map_downsample
         self.device = device
         self.n_jobs = n_jobs
+        self.on_error = on_error
         self.verbose = verbose
         self.random_state = random_state
         self.memory = memory
@@ -330,8 +340,13 @@ class PatchSegmenter(BaseEstimator):
             One new bag per input, in order, with ``features`` (n, feature_dim),
             ``scores`` (n,), ``patch_proba`` (n, n_classes) and ``prob_maps``
             (n, tile_size // map_downsample, tile_size // map_downsample).
+            With ``on_error="skip"``, the unreadable tiles are not in it.
         """
         check_is_fitted(self)
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(
+                f"on_error must be 'raise' or 'skip'; got {self.on_error!r}."
+            )
         depth = self.net_.module_.depth
         tile_bags = list(tile_bags)
         for index, bag in enumerate(tile_bags):
@@ -349,12 +364,18 @@ class PatchSegmenter(BaseEstimator):
             # bag's result on it, never re-hashing the weights per slide.
             cached = memory.cache(_segment_bag_cached, ignore=["segmenter"])
             segment = partial(cached, self, joblib.hash(self))
-        return map_slides(
+        results = map_slides(
             segment,
             tile_bags,
             verbose=self.verbose,
             desc="Segmenting tiles",
         )
+        # Warnings are raised here, not in the workers, so that they reach
+        # the caller whatever the joblib backend.
+        for _, failures in results:
+            for message in failures:
+                warnings.warn(message, UnreadableTileWarning, stacklevel=2)
+        return [bag for bag, _ in results]
 
     def predict_proba_maps(self, patches):
         """Per-pixel probability of "positive" for plain patches.
@@ -379,9 +400,17 @@ class PatchSegmenter(BaseEstimator):
         return np.concatenate(maps).astype(np.float32, copy=False)
 
     def _segment_bag(self, bag):
+        """The segmented bag and the messages of the tiles skipped."""
         side = max(1, bag.tile_size // self.map_downsample)
         features, scores, patch_proba, prob_maps = [], [], [], []
-        for batch in bag.iter_batches(self.batch_size, n_jobs=self.n_jobs):
+        read, skipped = [], []
+        for indices, batch, failures in bag._read_batches(
+            self.batch_size, n_jobs=self.n_jobs, on_error=self.on_error
+        ):
+            skipped.extend(failures)
+            if not len(indices):
+                continue
+            read.append(indices)
             proba, class_proba, feats = self._infer(batch)
             scores.append(proba.sum(dim=(1, 2)).cpu().numpy())
             prob_maps.append(
@@ -389,17 +418,20 @@ class PatchSegmenter(BaseEstimator):
             )
             patch_proba.append(class_proba.cpu().numpy())
             features.append(feats.cpu().numpy())
-        if not len(bag):
+        if not read:
             features = [np.zeros((0, self.net_.module_.feature_dim), np.float32)]
             scores = [np.zeros(0, np.float32)]
             patch_proba = [np.zeros((0, self.n_classes_), np.float32)]
             prob_maps = [np.zeros((0, side, side), np.float32)]
-        return bag.replace(
+        if skipped:
+            bag = bag.subset(np.concatenate(read) if read else [])
+        segmented = bag.replace(
             features=np.concatenate(features),
             scores=np.concatenate(scores),
             patch_proba=np.concatenate(patch_proba),
             prob_maps=np.concatenate(prob_maps),
         )
+        return segmented, skipped
 
     def _infer(self, batch):
         """Probability maps, class probabilities and features of a uint8 batch."""

@@ -1,0 +1,179 @@
+"""Scale-out: under ``joblib.parallel_config(backend="dask")`` every per-slide
+step runs its slides on the workers of a ``dask.distributed`` cluster, with no
+code change, and gives exactly what one process gives."""
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+
+from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
+from sklearn_gastric.graph import GCNSlideClassifier, PearsonGraphBuilder, TopKSelector
+from sklearn_gastric.preprocessing import OtsuFilter, StainNormalizer, Tiler
+from sklearn_gastric.segmentation import PatchSegmenter
+
+distributed = pytest.importorskip(
+    "distributed",
+    reason="dask.distributed is not installed (pip install 'dask[distributed]')",
+)
+
+TILE = 32
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes with one thread each, as on separate machines."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def slide_paths(tmp_path_factory):
+    """Slide files: what the workers get is a path, opened where they run."""
+    paths, labels, _ = make_gastric_slides(
+        6,
+        size=256,
+        classes=["negative", "carcinoma"],
+        out_dir=tmp_path_factory.mktemp("slides"),
+        random_state=0,
+    )
+    return paths, labels
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    patches, masks, labels = make_patch_dataset(32, tile_size=TILE, random_state=0)
+    return PatchSegmenter(
+        base_channels=4,
+        depth=2,
+        feature_dim=8,
+        max_epochs=1,
+        validation_fraction=0,
+        random_state=0,
+    ).fit(patches, masks, labels)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The reference runs torch on one intra-op thread, as each dask worker
+    does (dask sets one per worker thread): like is compared with like, as
+    torch may choose other kernels for another thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _assert_bags_equal(left, right):
+    assert len(left) == len(right)
+    for a, b in zip(left, right):
+        assert a.name == b.name
+        assert (a.tile_size, a.level) == (b.tile_size, b.level)
+        np.testing.assert_array_equal(a.coords, b.coords)
+        for column in ("tissue_fraction", "features", "scores", "patch_proba"):
+            if getattr(a, column) is None:
+                assert getattr(b, column) is None
+            else:
+                np.testing.assert_array_equal(getattr(a, column), getattr(b, column))
+
+
+def _run_steps(slides, segmenter):
+    outputs = {}
+    normaliser = StainNormalizer(target=None).fit(slides)
+    outputs["stain"] = normaliser.transform(slides)
+    outputs["tile"] = Tiler(tile_size=TILE).fit_transform(outputs["stain"])
+    outputs["tissue"] = OtsuFilter(min_tissue=0.5).fit_transform(outputs["tile"])
+    outputs["tissue_tile"] = OtsuFilter(min_tissue=0.5, mode="tile").fit_transform(
+        outputs["tile"]
+    )
+    outputs["seg"] = segmenter.transform(outputs["tissue"])
+    outputs["topk"] = TopKSelector(k=5).fit_transform(outputs["seg"])
+    outputs["graph"] = PearsonGraphBuilder(threshold=0.3).fit_transform(outputs["topk"])
+    return outputs
+
+
+def test_dask_backend_spreads_slides_and_equals_one_process(
+    client, slide_paths, segmenter, one_torch_thread
+):
+    paths, _ = slide_paths
+    sequential = _run_steps(paths, segmenter)
+    with (
+        distributed.get_task_stream(client) as stream,
+        joblib.parallel_config(backend="dask"),
+    ):
+        spread = _run_steps(paths, segmenter)
+
+    # Every per-slide step ran on the cluster, over both worker processes.
+    workers = {task["worker"] for task in stream.data}
+    assert workers == set(client.scheduler_info()["workers"])
+    assert len(stream.data) >= 6
+
+    for a, b in zip(sequential["stain"], spread["stain"]):
+        assert a.name == b.name
+        np.testing.assert_array_equal(
+            a.read_region((0, 0), 0, (256, 256)), b.read_region((0, 0), 0, (256, 256))
+        )
+    for step in ("tile", "tissue", "tissue_tile", "seg", "topk"):
+        _assert_bags_equal(sequential[step], spread[step])
+    assert sum(len(bag) for bag in spread["seg"]) > 0
+    for a, b in zip(sequential["seg"], spread["seg"]):
+        np.testing.assert_array_equal(a.prob_maps, b.prob_maps)
+    for a, b in zip(sequential["graph"], spread["graph"]):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.adjacency, b.adjacency)
+        np.testing.assert_array_equal(a.coords, b.coords)
+
+
+def test_dask_backend_runs_a_whole_pipeline_unchanged(
+    client, slide_paths, segmenter, one_torch_thread
+):
+    paths, labels = slide_paths
+    pipe = Pipeline(
+        [
+            ("stain", StainNormalizer()),
+            ("tile", Tiler(tile_size=TILE)),
+            ("tissue", OtsuFilter(min_tissue=0.5)),
+            ("seg", FrozenEstimator(segmenter)),
+            ("topk", TopKSelector(k=4)),
+            ("graph", PearsonGraphBuilder(threshold=0.5)),
+            ("gcn", GCNSlideClassifier(hidden_units=8, max_epochs=5, random_state=0)),
+        ]
+    )
+    expected = pipe.fit(paths, labels).predict_proba(paths)
+    with joblib.parallel_config(backend="dask"):
+        got = pipe.fit(paths, labels).predict_proba(paths)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_errors_and_warnings_from_workers_reach_the_caller(client, tmp_path):
+    import tifffile
+
+    from sklearn_gastric.io import SlideError, write_pyramidal_tiff
+    from sklearn_gastric.preprocessing import UnreadableTileWarning
+
+    pixels = np.full((256, 256, 3), (170, 80, 160), dtype=np.uint8)
+    path = write_pyramidal_tiff(pixels, tmp_path / "bad.tiff", tile_size=128)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].dataoffsets[1]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * 64)
+    bags = Tiler(tile_size=128).transform([path])
+    with joblib.parallel_config(backend="dask"):
+        with pytest.raises(SlideError, match=r"Slide 'bad.tiff': tile 1 at .*128, 0"):
+            OtsuFilter(mode="tile").transform(bags)
+        with pytest.warns(UnreadableTileWarning, match=r"'bad.tiff': tile 1 at "):
+            (kept,) = OtsuFilter(mode="tile", on_error="skip").transform(bags)
+    assert kept.coords.tolist() == [[0, 0], [0, 128], [128, 128]]
