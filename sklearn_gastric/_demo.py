@@ -1,10 +1,12 @@
 """The ``sklearn-gastric demo`` run: the whole method on a synthetic cohort."""
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -36,26 +38,45 @@ QUICK = DemoConfig(
     k=8,
 )
 FULL = DemoConfig(
-    n_patches=768,
+    n_patches=512,
     n_slides=48,
-    slide_size=1536,
+    slide_size=1024,
     tile_size=64,
-    segmenter_epochs=20,
+    segmenter_epochs=12,
     gcn_epochs=200,
     cv_folds=4,
     k=10,
 )
 
 
-def build_pipeline(segmenter, config, *, target=None, memory=None, random_state=0):
+def build_pipeline(
+    segmenter,
+    *,
+    tile_size,
+    k=10,
+    threshold=0.5,
+    min_tissue=0.7,
+    gcn_epochs=200,
+    target=None,
+    memory=None,
+    random_state=0,
+):
     """The patent's chain with a trained (frozen) segmenter.
 
     Parameters
     ----------
     segmenter : PatchSegmenter
         A fitted segmenter; wrapped in :class:`~sklearn.frozen.FrozenEstimator`.
-    config : DemoConfig
-        Sizes (tile size, K, GCN epochs).
+    tile_size : int
+        Tile side in level-0 pixels (the size the segmenter was trained on).
+    k : int, default=10
+        Tiles kept per slide (top-K by score).
+    threshold : float, default=0.5
+        Pearson threshold of the slide graph.
+    min_tissue : float, default=0.7
+        Smallest tissue fraction of a tile.
+    gcn_epochs : int, default=200
+        Training epochs of the GCN.
     target : array or path, default=None
         Stain-normalisation target; None skips stain normalisation.
     memory : str or joblib.Memory, default=None
@@ -66,6 +87,15 @@ def build_pipeline(segmenter, config, *, target=None, memory=None, random_state=
     Returns
     -------
     pipe : sklearn.pipeline.Pipeline
+        Unfitted; ``fit(slides, labels)`` trains the GCN.
+
+    Examples
+    --------
+    >>> from sklearn_gastric import PatchSegmenter
+    >>> from sklearn_gastric._demo import build_pipeline
+    >>> pipe = build_pipeline(PatchSegmenter(), tile_size=64, k=5)
+    >>> [name for name, _ in pipe.steps]
+    ['tile', 'tissue', 'seg', 'topk', 'graph', 'gcn']
     """
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import Pipeline
@@ -77,15 +107,15 @@ def build_pipeline(segmenter, config, *, target=None, memory=None, random_state=
     if target is not None:
         steps.append(("stain", StainNormalizer(target=target)))
     steps += [
-        ("tile", Tiler(tile_size=config.tile_size)),
-        ("tissue", OtsuFilter(min_tissue=0.7)),
+        ("tile", Tiler(tile_size=tile_size)),
+        ("tissue", OtsuFilter(min_tissue=min_tissue)),
         ("seg", FrozenEstimator(segmenter)),
-        ("topk", TopKSelector(k=config.k)),
-        ("graph", PearsonGraphBuilder(threshold=0.5)),
+        ("topk", TopKSelector(k=k)),
+        ("graph", PearsonGraphBuilder(threshold=threshold)),
         (
             "gcn",
             GCNSlideClassifier(
-                max_epochs=config.gcn_epochs,
+                max_epochs=gcn_epochs,
                 class_weight="balanced",
                 random_state=random_state,
             ),
@@ -95,24 +125,36 @@ def build_pipeline(segmenter, config, *, target=None, memory=None, random_state=
 
 
 def run_demo(
-    out_dir="sklearn_gastric_demo", *, quick=False, random_state=0, verbose=True
+    out_dir="sklearn_gastric_demo",
+    *,
+    quick=False,
+    config=None,
+    slide=None,
+    random_state=0,
+    verbose=True,
 ):
-    """Train and evaluate the whole method on synthetic data; predict the CMU slide.
+    """Train and evaluate the whole method on synthetic data; predict a real slide.
 
     Steps: render training patches and train a :class:`PatchSegmenter`;
     render a cohort of synthetic slides of the four classes; cross-validate
     the pipeline (stain normalisation to a real H&E target, tiling, Otsu
     tissue filter, frozen segmenter, top-K, Pearson graph, GCN) and print a
     classification report and a confusion matrix; fit it on the whole cohort
-    and predict the real slide CMU-1-Small-Region, writing its lesion map as
-    PNG and GeoJSON.
+    and predict the real slide CMU-1-Small-Region (or ``slide``), writing its
+    lesion map as ``<stem>_lesion_map.png`` and its suspected lesion regions
+    as ``<stem>_lesions.geojson`` (QuPath).
 
     Parameters
     ----------
     out_dir : str or os.PathLike, default="sklearn_gastric_demo"
         Where the report, the predictions and the pictures go.
     quick : bool, default=False
-        A smaller cohort and shorter training.
+        A smaller cohort and shorter training (``QUICK`` instead of ``FULL``).
+    config : DemoConfig, default=None
+        The sizes of the run; overrides ``quick``.
+    slide : str, os.PathLike or Slide, default=None
+        The slide predicted at the end; None: the real slide
+        CMU-1-Small-Region (:func:`~sklearn_gastric.datasets.fetch_cmu_small_region`).
     random_state : int, default=0
         Seed of every random step.
     verbose : bool, default=True
@@ -137,9 +179,15 @@ def run_demo(
         make_gastric_slides,
         make_patch_dataset,
     )
+    from .io import Slide, open_slide
     from .segmentation import PatchSegmenter
 
-    config = QUICK if quick else FULL
+    if config is None:
+        config = QUICK if quick else FULL
+    # Opened first, so that a bad slide fails before minutes of training.
+    is_cmu = slide is None
+    slide = open_slide(fetch_cmu_small_region() if is_cmu else slide)
+    target = fetch_he_target()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -160,24 +208,39 @@ def run_demo(
         max_epochs=config.segmenter_epochs,
         lr=3e-3,
         batch_size=16,
+        verbose=int(verbose),
         random_state=random_state,
     ).fit(patches, masks, patch_labels)
+    segmenter.set_params(verbose=0)
 
     say(f"rendering {config.n_slides} synthetic slides")
     slides, labels, _ = make_gastric_slides(
         config.n_slides,
         size=config.slide_size,
         random_state=random_state,
-        n_jobs=-1,
+        verbose=verbose,
     )
-    target = fetch_he_target()
+    # Named, so that warnings and errors say which synthetic slide.
+    slides = [Slide(a, name=f"synthetic_{i:03d}") for i, a in enumerate(slides)]
     pipe = build_pipeline(
-        segmenter, config, target=target, memory=None, random_state=random_state
+        segmenter,
+        tile_size=config.tile_size,
+        k=config.k,
+        gcn_epochs=config.gcn_epochs,
+        target=target,
+        random_state=random_state,
     )
 
     say(f"{config.cv_folds}-fold cross-validation")
     cv = StratifiedKFold(config.cv_folds, shuffle=True, random_state=random_state)
-    predicted = cross_val_predict(pipe, slides, labels, cv=cv)
+    with tempfile.TemporaryDirectory(prefix="sklearn_gastric_demo_") as cache:
+        # Each slide is segmented once, not once per fold and once more for
+        # the final fit: the frozen segmenter's per-slide cache.
+        segmenter.set_params(memory=joblib.Memory(cache, verbose=0))
+        predicted = cross_val_predict(pipe, slides, labels, cv=cv)
+        say("fitting on the whole cohort")
+        pipe.fit(slides, labels)
+        segmenter.set_params(memory=None)
     order = [c for c in GASTRIC_CLASSES if c in set(labels)]
     report = classification_report(labels, predicted, labels=order, zero_division=0)
     matrix = confusion_matrix(labels, predicted, labels=order)
@@ -189,13 +252,13 @@ def run_demo(
     for name, row in zip(order, matrix):
         print(f"{name:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
 
-    say("fitting on the whole cohort; predicting CMU-1-Small-Region")
-    pipe.fit(slides, labels)
-    display, outputs = _lesion_outputs(pipe, fetch_cmu_small_region(), out_dir)
+    say(f"predicting {slide.name}")
+    display, outputs = _lesion_outputs(pipe, slide, out_dir)
     classes = [str(c) for c in display.classes]
     proba = np.asarray(display.proba, dtype=float)
     prediction = classes[int(np.argmax(proba))]
-    print(f"\nCMU-1-Small-Region (skin, not gastric: a smoke test): {prediction}")
+    note = " (skin, not gastric: a smoke test)" if is_cmu else ""
+    print(f"\n{slide.name}{note}: {prediction}")
     for name, p in zip(classes, proba):
         print(f"  P({name}) = {p:.3f}")
     print(f"  {len(display.lesion_map.regions)} suspected lesion region(s)")
@@ -205,8 +268,9 @@ def run_demo(
         "random_state": random_state,
         "cv_balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "confusion_matrix": {"labels": order, "matrix": matrix.tolist()},
-        "cmu_prediction": prediction,
-        "cmu_proba": dict(zip(classes, map(float, proba))),
+        "slide": slide.name,
+        "slide_prediction": prediction,
+        "slide_proba": dict(zip(classes, map(float, proba))),
         "outputs": outputs,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -225,12 +289,13 @@ def _lesion_outputs(pipe, slide, out_dir):
     from .visualization import LesionMapDisplay, export_geojson
 
     display = LesionMapDisplay.from_pipeline(pipe, slide)
-    png = out_dir / "cmu_lesion_map.png"
+    stem = Path(slide.name).stem
+    png = out_dir / f"{stem}_lesion_map.png"
     display.figure_.savefig(png, dpi=120, bbox_inches="tight")
     plt.close(display.figure_)
     geojson = export_geojson(
         display.bag,
-        out_dir / "cmu_lesions.geojson",
+        out_dir / f"{stem}_lesions.geojson",
         classes=pipe.named_steps["seg"].classes_,
     )
     return display, {"lesion_map_png": str(png), "geojson": str(geojson)}

@@ -1,0 +1,360 @@
+"""Lesion annotations from QuPath GeoJSON, rasterised one tile at a time."""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Annotation",
+    "AnnotationError",
+    "read_annotations",
+    "sample_annotated_patches",
+    "tile_annotation_mask",
+]
+
+# Classes that mark tissue known to hold no lesion: their polygons are not
+# lesions (compared case-insensitively).
+NON_LESION_CLASSES = frozenset({"negative", "normal", "ignore", "ignore*"})
+UNCLASSIFIED = "lesion"
+# QuPath object types that are not hand-drawn regions (cells, tiles, ...).
+_SKIPPED_OBJECT_TYPES = frozenset({"detection", "cell", "tile", "tma_core"})
+
+
+class AnnotationError(ValueError):
+    """An annotation file cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotated region: its class and its polygons in level-0 pixels.
+
+    Attributes
+    ----------
+    class_name : str
+        ``properties.classification.name`` of the QuPath object, or
+        ``"lesion"`` when it has none.
+    polygons : tuple of tuple of ndarray
+        Each polygon as ``(exterior, *holes)``, every ring an array of shape
+        (n_points, 2) of level-0 ``(x, y)``.
+    bbox : (float, float, float, float)
+        ``(x_min, y_min, x_max, y_max)`` over every exterior ring.
+    """
+
+    class_name: str
+    polygons: tuple
+    bbox: tuple
+
+
+def read_annotations(path):
+    """Read the lesion annotations of one slide from a QuPath GeoJSON export.
+
+    Accepts a FeatureCollection, a list of Features or a single Feature.
+    Polygon and MultiPolygon geometries (also inside a GeometryCollection)
+    are regions, in level-0 pixel coordinates ``(x, y)``; points and lines
+    are ignored, as are QuPath detections, cells and tiles (``objectType``).
+    A region's class is ``properties.classification.name`` (or its
+    ``names`` joined by ``": "``), ``"lesion"`` when unclassified. Regions
+    classified ``"negative"``, ``"normal"`` or ``"ignore"`` (any case) are
+    not lesions and are left out.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.geojson`` file.
+
+    Returns
+    -------
+    annotations : list of Annotation
+        The lesion regions, in file order.
+
+    Raises
+    ------
+    AnnotationError
+        The file is not JSON or not GeoJSON, or a polygon is malformed; the
+        message names the file and the feature.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> from sklearn_gastric._annotations import read_annotations
+    >>> feature = {"type": "Feature", "properties": {
+    ...     "objectType": "annotation", "classification": {"name": "HGIN"}},
+    ...     "geometry": {"type": "Polygon",
+    ...                  "coordinates": [[[10, 10], [50, 10], [50, 30], [10, 10]]]}}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "slide.geojson"
+    ...     _ = path.write_text(json.dumps([feature]))
+    ...     (region,) = read_annotations(path)
+    >>> region.class_name, region.bbox
+    ('HGIN', (10.0, 10.0, 50.0, 30.0))
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except FileNotFoundError:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} does not exist."
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} is not valid JSON ({exc})."
+        ) from exc
+    if isinstance(content, dict) and content.get("type") == "FeatureCollection":
+        features = content.get("features")
+    elif isinstance(content, dict) and content.get("type") == "Feature":
+        features = [content]
+    else:
+        features = content
+    if not isinstance(features, list):
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} is not GeoJSON: expected a "
+            "FeatureCollection, a Feature or a list of Features."
+        )
+    annotations = []
+    for index, feature in enumerate(features):
+        where = f"Annotation file {str(path)!r}, feature {index}"
+        if not isinstance(feature, dict) or feature.get("type") != "Feature":
+            raise AnnotationError(f"{where}: not a GeoJSON Feature.")
+        properties = feature.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise AnnotationError(f"{where}: 'properties' is not an object.")
+        object_type = str(properties.get("objectType", "annotation")).lower()
+        if object_type in _SKIPPED_OBJECT_TYPES:
+            continue
+        class_name = _class_name(properties.get("classification"), where)
+        if class_name.lower() in NON_LESION_CLASSES:
+            continue
+        polygons = tuple(_polygons(feature.get("geometry"), where))
+        if not polygons:
+            continue
+        exteriors = np.concatenate([polygon[0] for polygon in polygons])
+        bbox = (*exteriors.min(axis=0).tolist(), *exteriors.max(axis=0).tolist())
+        annotations.append(Annotation(class_name, polygons, tuple(bbox)))
+    return annotations
+
+
+def _class_name(classification, where):
+    if classification is None:
+        return UNCLASSIFIED
+    if isinstance(classification, str):
+        return classification or UNCLASSIFIED
+    if not isinstance(classification, dict):
+        raise AnnotationError(f"{where}: 'classification' is not an object.")
+    name = classification.get("name")
+    if not name and isinstance(classification.get("names"), list):
+        name = ": ".join(str(n) for n in classification["names"])
+    return str(name) if name else UNCLASSIFIED
+
+
+def _polygons(geometry, where):
+    """Yield ``(exterior, *holes)`` rings of the geometry's (multi)polygons."""
+    if geometry is None:
+        return
+    if not isinstance(geometry, dict):
+        raise AnnotationError(f"{where}: 'geometry' is not an object.")
+    kind = geometry.get("type")
+    if kind == "Polygon":
+        yield _rings(geometry.get("coordinates"), where)
+    elif kind == "MultiPolygon":
+        coordinates = geometry.get("coordinates")
+        if not isinstance(coordinates, list):
+            raise AnnotationError(f"{where}: MultiPolygon coordinates are not a list.")
+        for polygon in coordinates:
+            yield _rings(polygon, where)
+    elif kind == "GeometryCollection":
+        for member in geometry.get("geometries") or []:
+            yield from _polygons(member, where)
+    elif kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
+        return
+    else:
+        raise AnnotationError(f"{where}: unknown geometry type {kind!r}.")
+
+
+def _rings(coordinates, where):
+    if not isinstance(coordinates, list) or not coordinates:
+        raise AnnotationError(f"{where}: a Polygon needs a list of rings.")
+    rings = []
+    for ring in coordinates:
+        try:
+            array = np.asarray(ring, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.ndim != 2 or array.shape[1] < 2 or len(array) < 3:
+            raise AnnotationError(
+                f"{where}: a polygon ring must be a list of at least 3 [x, y] points."
+            )
+        if not np.isfinite(array).all():
+            raise AnnotationError(f"{where}: a polygon ring has non-finite points.")
+        rings.append(array[:, :2])
+    return tuple(rings)
+
+
+def tile_annotation_mask(annotations, origin, footprint, size):
+    """Rasterise the annotations over one tile.
+
+    Only the tile is rasterised, at the tile's own resolution: a pixel is a
+    lesion when its centre lies inside a region's exterior ring and outside
+    its holes (:func:`skimage.draw.polygon`).
+
+    Parameters
+    ----------
+    annotations : list of Annotation
+        The slide's lesion regions.
+    origin : (int, int)
+        Level-0 ``(x, y)`` of the tile's top-left corner.
+    footprint : float
+        Side of the tile in level-0 pixels.
+    size : int
+        Side of the mask in pixels (the tile's size at its level).
+
+    Returns
+    -------
+    mask : ndarray of shape (size, size), dtype bool
+        Lesion pixels of the tile.
+    class_name : str or None
+        The class covering most of the tile's lesion pixels; None when the
+        tile holds no lesion pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric._annotations import Annotation, tile_annotation_mask
+    >>> square = np.array([[0, 0], [8, 0], [8, 8], [0, 8]], dtype=float)
+    >>> region = Annotation("LGIN", ((square,),), (0.0, 0.0, 8.0, 8.0))
+    >>> mask, name = tile_annotation_mask([region], (0, 0), 16, 4)
+    >>> mask.astype(int).tolist(), name
+    ([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], 'LGIN')
+    """
+    from skimage.draw import polygon as fill_polygon
+
+    x0, y0 = float(origin[0]), float(origin[1])
+    scale = size / float(footprint)
+    x1, y1 = x0 + footprint, y0 + footprint
+    mask = np.zeros((size, size), dtype=bool)
+    areas = {}
+    for annotation in annotations:
+        left, top, right, bottom = annotation.bbox
+        if right < x0 or left > x1 or bottom < y0 or top > y1:
+            continue
+        region = np.zeros((size, size), dtype=bool)
+        for exterior, *holes in annotation.polygons:
+            filled = np.zeros((size, size), dtype=bool)
+            rows, cols = _ring_pixels(fill_polygon, exterior, x0, y0, scale, size)
+            filled[rows, cols] = True
+            for hole in holes:
+                rows, cols = _ring_pixels(fill_polygon, hole, x0, y0, scale, size)
+                filled[rows, cols] = False
+            region |= filled
+        count = int(np.count_nonzero(region))
+        if count:
+            areas[annotation.class_name] = areas.get(annotation.class_name, 0) + count
+            mask |= region
+    if not areas:
+        return mask, None
+    # Ties go to the name first in sorted order, so the label is deterministic.
+    return mask, max(sorted(areas), key=areas.__getitem__)
+
+
+def _ring_pixels(fill_polygon, ring, x0, y0, scale, size):
+    # Pixel (r, c) covers [c, c + 1) x [r, r + 1) in tile pixels; its centre
+    # is at (c + 0.5, r + 0.5), and skimage tests the point (c, r).
+    cols = (ring[:, 0] - x0) * scale - 0.5
+    rows = (ring[:, 1] - y0) * scale - 0.5
+    if math.isclose(float(np.ptp(cols)), 0) or math.isclose(float(np.ptp(rows)), 0):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    return fill_polygon(rows, cols, shape=(size, size))
+
+
+def sample_annotated_patches(
+    bag, annotations, n_patches, *, positive_fraction=0.5, random_state=None
+):
+    """Sample tiles of one slide with their lesion masks and patch labels.
+
+    Tiles that touch an annotation's bounding box are rasterised (in random
+    order, only until enough lesion tiles are found); tiles away from every
+    annotation are negative without rasterising anything. Pixels are read
+    only for the sampled tiles.
+
+    Parameters
+    ----------
+    bag : TileBag
+        The slide's candidate tiles (e.g. the tissue tiles of
+        :class:`~sklearn_gastric.preprocessing.OtsuFilter`).
+    annotations : list of Annotation
+        The slide's lesion regions (may be empty: a slide without lesion).
+    n_patches : int
+        Tiles to sample at most.
+    positive_fraction : float, default=0.5
+        Fraction of the sample to take from tiles holding lesion pixels,
+        when there are enough; the rest are tiles without lesion.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the sampling.
+
+    Returns
+    -------
+    patches : ndarray of shape (n, tile_size, tile_size, 3), dtype uint8
+    masks : ndarray of shape (n, tile_size, tile_size), dtype float32
+    labels : ndarray of shape (n,), dtype object
+        The annotation class covering most of the tile's lesion pixels, or
+        ``"negative"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric._annotations import Annotation, sample_annotated_patches
+    >>> from sklearn_gastric.preprocessing import TileBag
+    >>> bag = TileBag(np.zeros((32, 64, 3), np.uint8), [[0, 0], [32, 0]], 32)
+    >>> square = np.array([[40, 0], [64, 0], [64, 32], [40, 32]], dtype=float)
+    >>> region = Annotation("HGIN", ((square,),), (40.0, 0.0, 64.0, 32.0))
+    >>> patches, masks, labels = sample_annotated_patches(
+    ...     bag, [region], 2, random_state=0)
+    >>> patches.shape, labels.tolist(), masks.sum(axis=(1, 2)).tolist()
+    ((2, 32, 32, 3), ['HGIN', 'negative'], [768.0, 0.0])
+    """
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    size, footprint = bag.tile_size, bag.footprint
+    coords = bag.coords
+    near = np.zeros(len(bag), dtype=bool)
+    for annotation in annotations:
+        left, top, right, bottom = annotation.bbox
+        near |= (
+            (coords[:, 0] <= right)
+            & (coords[:, 0] + footprint >= left)
+            & (coords[:, 1] <= bottom)
+            & (coords[:, 1] + footprint >= top)
+        )
+    n_positive_wanted = round(n_patches * positive_fraction) if annotations else 0
+    chosen, masks, labels = [], [], []
+    empty_near = []
+    for index in rng.permutation(np.flatnonzero(near)):
+        if len(chosen) >= n_positive_wanted:
+            break
+        mask, name = tile_annotation_mask(annotations, coords[index], footprint, size)
+        if name is None:
+            empty_near.append(int(index))
+            continue
+        chosen.append(int(index))
+        masks.append(mask)
+        labels.append(name)
+    negatives = np.concatenate(
+        [np.flatnonzero(~near), np.asarray(empty_near, dtype=np.intp)]
+    ).astype(np.intp)
+    n_negative = min(len(negatives), n_patches - len(chosen))
+    for index in rng.choice(negatives, size=n_negative, replace=False):
+        chosen.append(int(index))
+        masks.append(np.zeros((size, size), dtype=bool))
+        labels.append("negative")
+    patches = np.empty((len(chosen), size, size, 3), dtype=np.uint8)
+    sample = bag.subset(np.asarray(chosen, dtype=np.intp))
+    start = 0
+    for batch in sample.iter_batches(batch_size=32):
+        patches[start : start + len(batch)] = batch
+        start += len(batch)
+    masks = np.asarray(masks, dtype=np.float32).reshape(len(chosen), size, size)
+    return patches, masks, np.asarray(labels, dtype=object)

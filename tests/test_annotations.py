@@ -1,0 +1,143 @@
+"""Reading QuPath GeoJSON lesion annotations and rasterising them per tile."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sklearn_gastric._annotations import (
+    AnnotationError,
+    read_annotations,
+    sample_annotated_patches,
+    tile_annotation_mask,
+)
+from sklearn_gastric.preprocessing import TileBag
+
+
+def _feature(geometry, name=None, object_type="annotation"):
+    properties = {"objectType": object_type}
+    if name is not None:
+        properties["classification"] = {"name": name, "color": [255, 0, 0]}
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def _square(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def _write(tmp_path, content):
+    path = tmp_path / "slide.geojson"
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_read_feature_collection_kinds_and_classes(tmp_path):
+    holed = {
+        "type": "Polygon",
+        "coordinates": [_square(0, 0, 16, 16), _square(4, 4, 12, 12)],
+    }
+    multi = {
+        "type": "MultiPolygon",
+        "coordinates": [[_square(20, 0, 24, 4)], [_square(40, 40, 48, 48)]],
+    }
+    features = [
+        _feature(holed, "HGIN"),
+        _feature(multi),  # unclassified: "lesion"
+        _feature(
+            {
+                "type": "Polygon",
+                "coordinates": [_square(0, 0, 8, 8)],
+            },
+            "Negative",
+        ),
+        _feature(
+            {"type": "Polygon", "coordinates": [_square(0, 0, 8, 8)]},
+            "HGIN",
+            "detection",
+        ),
+        _feature({"type": "Point", "coordinates": [3, 3]}, "HGIN"),
+        _feature(None, "HGIN"),
+    ]
+    regions = read_annotations(
+        _write(tmp_path, {"type": "FeatureCollection", "features": features})
+    )
+    assert [r.class_name for r in regions] == ["HGIN", "lesion"]
+    assert len(regions[0].polygons) == 1 and len(regions[0].polygons[0]) == 2
+    assert len(regions[1].polygons) == 2
+    assert regions[1].bbox == (20.0, 0.0, 48.0, 48.0)
+    # A bare list of Features and a single Feature are accepted too.
+    assert len(read_annotations(_write(tmp_path, features[:2]))) == 2
+    assert len(read_annotations(_write(tmp_path, features[0]))) == 1
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ({"type": "Topology"}, "not GeoJSON"),
+        ([{"type": "Feature", "geometry": {"type": "Circle"}}], "feature 0: unknown"),
+        (
+            [_feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}, "x")],
+            "at least 3",
+        ),
+        ([{"geometry": None}], "feature 0: not a GeoJSON Feature"),
+    ],
+)
+def test_read_errors_name_the_file_and_feature(tmp_path, content, match):
+    path = _write(tmp_path, content)
+    with pytest.raises(AnnotationError, match=match) as info:
+        read_annotations(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_not_json(tmp_path):
+    path = tmp_path / "slide.geojson"
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(AnnotationError, match="is not valid JSON"):
+        read_annotations(path)
+
+
+def test_tile_mask_exterior_minus_hole_at_tile_resolution(tmp_path):
+    holed = {
+        "type": "Polygon",
+        "coordinates": [_square(0, 0, 16, 16), _square(4, 4, 12, 12)],
+    }
+    (region,) = read_annotations(_write(tmp_path, [_feature(holed, "LGIN")]))
+    # A 32-pixel tile at half resolution: 16 mask pixels of 2 level-0 pixels.
+    mask, name = tile_annotation_mask([region], (0, 0), 32, 16)
+    expected = np.zeros((16, 16), dtype=bool)
+    expected[:8, :8] = True
+    expected[2:6, 2:6] = False
+    np.testing.assert_array_equal(mask, expected)
+    assert name == "LGIN"
+    # A tile away from the region is empty, with no class.
+    mask, name = tile_annotation_mask([region], (64, 64), 32, 16)
+    assert not mask.any() and name is None
+
+
+def test_tile_class_is_the_majority_class(tmp_path):
+    features = [
+        _feature({"type": "Polygon", "coordinates": [_square(0, 0, 4, 16)]}, "LGIN"),
+        _feature({"type": "Polygon", "coordinates": [_square(4, 0, 16, 16)]}, "HGIN"),
+    ]
+    regions = read_annotations(_write(tmp_path, features))
+    mask, name = tile_annotation_mask(regions, (0, 0), 16, 16)
+    assert mask.all() and name == "HGIN"
+
+
+def test_sample_balances_lesion_and_negative_tiles():
+    bag = TileBag(
+        np.zeros((64, 256, 3), np.uint8), [[x, 0] for x in range(0, 256, 32)], 32
+    )
+    from sklearn_gastric._annotations import Annotation
+
+    ring = np.array(_square(0, 0, 64, 32), dtype=float)
+    region = Annotation("carcinoma", ((ring,),), (0.0, 0.0, 64.0, 32.0))
+    patches, masks, labels = sample_annotated_patches(bag, [region], 6, random_state=0)
+    assert patches.shape == (6, 32, 32, 3)
+    # Only two tiles hold lesion: both taken, the rest negative.
+    assert sorted(labels.tolist()) == ["carcinoma"] * 2 + ["negative"] * 4
+    assert masks[labels == "carcinoma"].all()
+    assert not masks[labels == "negative"].any()
+    # Without annotations every sampled tile is negative.
+    _, masks, labels = sample_annotated_patches(bag, [], 3, random_state=0)
+    assert labels.tolist() == ["negative"] * 3 and not masks.any()
