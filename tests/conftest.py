@@ -4,8 +4,24 @@ import os
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Torch on one intra-op thread for the whole suite.
+
+    The networks here are tiny: on a busy 2-core machine (CI, parallel test
+    sessions) two OpenMP threads spin against each other and train them 5-10
+    times slower. A fixed thread count also keeps results bit-identical
+    between runs (float sums depend on how work is split over threads).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -32,15 +32,6 @@ def _scramble_global_random_state(seed):
     torch.manual_seed(seed)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny networks on a shared machine: one thread is much faster.
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 def _train_segmenter(seed=0):
     patches, masks, labels = make_patch_dataset(32, tile_size=TILE, random_state=0)
     # Augmentation, a validation split and early stopping: every random

@@ -5,7 +5,6 @@ code change, and gives exactly what one process gives."""
 import joblib
 import numpy as np
 import pytest
-import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
@@ -62,17 +61,6 @@ def segmenter():
         validation_fraction=0,
         random_state=0,
     ).fit(patches, masks, labels)
-
-
-@pytest.fixture
-def one_torch_thread():
-    """The reference runs torch on one intra-op thread, as each dask worker
-    does (dask sets one per worker thread): like is compared with like, as
-    torch may choose other kernels for another thread count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _assert_bags_equal(left, right):

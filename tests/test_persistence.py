@@ -40,15 +40,6 @@ from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
 TILE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny networks on a shared machine: one thread is much faster.
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 @pytest.fixture(scope="module")
 def segmenter():
     patches, masks, labels = make_patch_dataset(32, tile_size=TILE, random_state=0)

@@ -21,17 +21,6 @@ from sklearn_gastric.segmentation import PatchSegmenter, VNet
 TINY = dict(base_channels=4, depth=2, feature_dim=6, batch_size=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a busy machine (CI runners, parallel test sessions) torch's OpenMP
-    # threads spin against each other: one thread trains these small nets
-    # several times faster there, and barely slower on an idle machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_patches(n=12, size=16, seed=0):
     rng = np.random.default_rng(seed)
     patches = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
@@ -401,3 +390,26 @@ def test_learns_make_patch_dataset():
     dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
     assert dice >= 0.7
     assert seg.classes_.tolist() == ["HGIN", "LGIN", "carcinoma", "negative"]
+
+
+def test_inference_batches_are_capped_in_pixels(fitted, monkeypatch):
+    # 16 tiles of 512 px would take about 4.4 GB with the default network on
+    # a CPU: inference batches hold at most 2**20 pixels.
+    sizes = []
+    infer = PatchSegmenter._infer
+
+    def recording(self, batch):
+        sizes.append(len(batch))
+        return infer(self, batch)
+
+    monkeypatch.setattr(PatchSegmenter, "_infer", recording)
+    seg = pickle.loads(pickle.dumps(fitted)).set_params(batch_size=16)
+    seg.predict_proba_maps(np.zeros((10, 512, 512, 3), np.uint8))
+    assert sizes == [4, 4, 2]
+    sizes.clear()
+    seg.predict_proba_maps(np.zeros((20, 64, 64, 3), np.uint8))
+    assert sizes == [16, 4]
+    sizes.clear()
+    bag = TileBag(np.zeros((512, 2560, 3), np.uint8), [[0, 0]] * 5, 512)
+    (out,) = seg.transform([bag])
+    assert sizes == [4, 1] and out.scores.shape == (5,)

@@ -1,7 +1,6 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
@@ -23,15 +22,6 @@ from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
 def close_figures():
     yield
     plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    # Tiny nets on a shared machine train faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
