@@ -226,9 +226,12 @@ def test_segmenter_skips_or_raises_on_a_corrupt_tile(
         tiny_segmenter.set_params(on_error="raise", n_jobs=None)
     keep = np.arange(len(reference)) != CORRUPT_INDEX
     np.testing.assert_array_equal(out.coords, reference.coords[keep])
+    # The skipped tile shifts the others into other batches, and CPU kernels
+    # may round differently for another batch composition: equal to float32
+    # precision, not bit for bit.
     for column in ("features", "scores", "patch_proba", "prob_maps"):
-        np.testing.assert_array_equal(
-            getattr(out, column), getattr(reference, column)[keep]
+        np.testing.assert_allclose(
+            getattr(out, column), getattr(reference, column)[keep], rtol=1e-5, atol=1e-6
         )
 
 
