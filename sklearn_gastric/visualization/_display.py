@@ -316,7 +316,6 @@ class LesionMapDisplay:
                 f"LesionMapDisplay.from_bag expects a TileBag; got "
                 f"{type(bag).__name__}."
             )
-        result = lesion_map(bag, threshold, downsample=downsample)
         tile_coords, adjacency = None, None
         if graph is not None:
             if not isinstance(graph, SlideGraph):
@@ -337,19 +336,16 @@ class LesionMapDisplay:
             from ..graph._bags import score_order
 
             tile_coords = bag.coords[score_order(bag.scores, bag.coords)[:k]]
-        thumbnail, extent = _thumbnail(bag.slide, max_size)
-        display = cls(
-            result,
-            thumbnail,
-            thumbnail_extent=extent,
+        return cls._assemble(
+            bag,
             tile_coords=tile_coords,
-            tile_footprint=bag.footprint,
             adjacency=adjacency,
             classes=classes,
             proba=proba,
-            bag=bag,
-        )
-        return display.plot(ax=ax, **plot_kwargs)
+            threshold=threshold,
+            downsample=downsample,
+            max_size=max_size,
+        ).plot(ax=ax, **plot_kwargs)
 
     @classmethod
     def from_pipeline(
@@ -435,25 +431,48 @@ class LesionMapDisplay:
                 "(FrozenEstimator(PatchSegmenter))."
             )
         classes = getattr(pipe, "classes_", None) if proba is not None else None
-        result = lesion_map(full_bag, threshold, downsample=downsample)
         tile_coords, adjacency = None, None
         if graph is not None and graph.coords is not None:
             tile_coords, adjacency = graph.coords, graph.adjacency
         elif selected is not None:
             tile_coords = selected.coords
-        thumbnail, extent = _thumbnail(full_bag.slide, max_size)
-        display = cls(
-            result,
-            thumbnail,
-            thumbnail_extent=extent,
+        return cls._assemble(
+            full_bag,
             tile_coords=tile_coords,
-            tile_footprint=full_bag.footprint,
             adjacency=adjacency,
             classes=classes,
             proba=proba,
-            bag=full_bag,
+            threshold=threshold,
+            downsample=downsample,
+            max_size=max_size,
+        ).plot(ax=ax, **plot_kwargs)
+
+    @classmethod
+    def _assemble(
+        cls,
+        bag,
+        *,
+        tile_coords,
+        adjacency,
+        classes,
+        proba,
+        threshold,
+        downsample,
+        max_size,
+    ):
+        """The display of a segmented bag: its lesion map and thumbnail."""
+        thumbnail, extent = _thumbnail(bag.slide, max_size)
+        return cls(
+            lesion_map(bag, threshold, downsample=downsample),
+            thumbnail,
+            thumbnail_extent=extent,
+            tile_coords=tile_coords,
+            tile_footprint=bag.footprint,
+            adjacency=adjacency,
+            classes=classes,
+            proba=proba,
+            bag=bag,
         )
-        return display.plot(ax=ax, **plot_kwargs)
 
 
 def _thumbnail(slide, max_size):
