@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..io import open_slide
-from ..io._slide import _rgba_to_rgb_on_white
+from ..io._slide import _block_mean, _rgba_to_rgb_on_white
 
 __all__ = ["low_resolution_view", "tissue_fraction", "tissue_mask"]
 
@@ -242,29 +242,6 @@ def _stored_thumbnail(slide, level_ds, downsample):
         view = slide.transform(view)
     factor = max(1, int(downsample / thumb_ds + 1e-6))
     return _block_mean(view, factor), float(thumb_ds * factor)
-
-
-def _block_mean(image, factor):
-    """Mean of each ``factor x factor`` block (rounded), in integer arithmetic.
-
-    Several times faster than a float mean over a reshaped array; the
-    trailing rows and columns that do not fill a block are dropped.
-    """
-    if factor == 1:
-        return image
-    h, w = image.shape[0] // factor, image.shape[1] // factor
-    if factor <= 4:
-        total = np.zeros((h, w, 3), dtype=np.uint32)
-        for dy in range(factor):
-            rows = image[dy : h * factor : factor]
-            for dx in range(factor):
-                total += rows[:, dx : w * factor : factor]
-    else:
-        rows = image[: h * factor, : w * factor].reshape(h, factor, w * factor * 3)
-        rows = rows.sum(axis=1, dtype=np.uint32)
-        total = rows.reshape(h, w, factor, 3).sum(axis=2, dtype=np.uint32)
-    area = factor * factor
-    return ((total + area // 2) // area).astype(np.uint8)
 
 
 def tissue_fraction(mask, downsample, coords, footprint):
