@@ -99,10 +99,22 @@ def read_annotations(path):
         raise AnnotationError(
             f"Annotation file {str(path)!r} does not exist."
         ) from None
+    except IsADirectoryError:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} is a folder, not a GeoJSON file."
+        ) from None
+    except OSError as exc:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} cannot be read ({exc.strerror or exc})."
+        ) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnnotationError(
             f"Annotation file {str(path)!r} is not valid JSON ({exc})."
         ) from exc
+    except RecursionError:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r} is nested too deeply to be GeoJSON."
+        ) from None
     if isinstance(content, dict) and content.get("type") == "FeatureCollection":
         features = content.get("features")
     elif isinstance(content, dict) and content.get("type") == "Feature":
@@ -114,6 +126,15 @@ def read_annotations(path):
             f"Annotation file {str(path)!r} is not GeoJSON: expected a "
             "FeatureCollection, a Feature or a list of Features."
         )
+    try:
+        return _read_features(features, path)
+    except RecursionError:
+        raise AnnotationError(
+            f"Annotation file {str(path)!r}: geometries nested too deeply."
+        ) from None
+
+
+def _read_features(features, path):
     annotations = []
     for index, feature in enumerate(features):
         where = f"Annotation file {str(path)!r}, feature {index}"
@@ -145,9 +166,14 @@ def _class_name(classification, where):
     if not isinstance(classification, dict):
         raise AnnotationError(f"{where}: 'classification' is not an object.")
     name = classification.get("name")
-    if not name and isinstance(classification.get("names"), list):
-        name = ": ".join(str(n) for n in classification["names"])
-    return str(name) if name else UNCLASSIFIED
+    names = classification.get("names")
+    if not name and isinstance(names, list) and all(isinstance(n, str) for n in names):
+        name = ": ".join(names)
+    if name and not isinstance(name, str):
+        raise AnnotationError(
+            f"{where}: the classification's name must be a string; got {_short(name)}."
+        )
+    return name or UNCLASSIFIED
 
 
 def _polygons(geometry, where):
@@ -166,7 +192,12 @@ def _polygons(geometry, where):
         for polygon in coordinates:
             yield _rings(polygon, where)
     elif kind == "GeometryCollection":
-        for member in geometry.get("geometries") or []:
+        members = geometry.get("geometries") or []
+        if not isinstance(members, list):
+            raise AnnotationError(
+                f"{where}: GeometryCollection geometries are not a list."
+            )
+        for member in members:
             yield from _polygons(member, where)
     elif kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
         return
@@ -179,18 +210,38 @@ def _rings(coordinates, where):
         raise AnnotationError(f"{where}: a Polygon needs a list of rings.")
     rings = []
     for ring in coordinates:
-        try:
-            array = np.asarray(ring, dtype=np.float64)
-        except (TypeError, ValueError):
-            array = None
-        if array is None or array.ndim != 2 or array.shape[1] < 2 or len(array) < 3:
+        if not isinstance(ring, list) or len(ring) < 3:
             raise AnnotationError(
                 f"{where}: a polygon ring must be a list of at least 3 [x, y] points."
             )
+        for point in ring:
+            # JSON numbers only: Python would take true/false and "12" as numbers.
+            if (
+                not isinstance(point, list)
+                or not 2 <= len(point) <= 3
+                or not all(_is_number(value) for value in point)
+            ):
+                raise AnnotationError(
+                    f"{where}: a polygon point must be [x, y] (or [x, y, z]) of "
+                    f"numbers; got {_short(point)}."
+                )
+        array = np.array([point[:2] for point in ring], dtype=np.float64)
         if not np.isfinite(array).all():
             raise AnnotationError(f"{where}: a polygon ring has non-finite points.")
-        rings.append(array[:, :2])
+        rings.append(array)
     return tuple(rings)
+
+
+def _is_number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _short(value, limit=60):
+    try:
+        text = json.dumps(value, default=repr)
+    except (RecursionError, ValueError):
+        text = f"a nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def tile_annotation_mask(annotations, origin, footprint, size):

@@ -139,10 +139,17 @@ def run_demo(
     render a cohort of synthetic slides of the four classes; cross-validate
     the pipeline (stain normalisation to a real H&E target, tiling, Otsu
     tissue filter, frozen segmenter, top-K, Pearson graph, GCN) and print a
-    classification report and a confusion matrix; fit it on the whole cohort
-    and predict the real slide CMU-1-Small-Region (or ``slide``), writing its
-    lesion map as ``<stem>_lesion_map.png`` and its suspected lesion regions
-    as ``<stem>_lesions.geojson`` (QuPath).
+    classification report and a confusion matrix; fit it on the whole cohort,
+    save it as ``model.sgm`` (pickle-free: ``sklearn-gastric predict
+    out_dir/model.sgm SLIDE`` reuses it), and predict the real slide
+    CMU-1-Small-Region (or ``slide``), writing its lesion map as
+    ``<stem>_lesion_map.png`` and its suspected lesion regions as
+    ``<stem>_lesions.geojson`` (QuPath). Every file appears under its name
+    only once complete.
+
+    The slide is opened and tiled before anything else: a slide that cannot
+    be read, is smaller than a tile or holds no tissue tile fails at once
+    with the :class:`~sklearn_gastric.io.SlideError` ``predict`` gives.
 
     Parameters
     ----------
@@ -172,6 +179,7 @@ def run_demo(
     )
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from ._persistence import save_model
     from .datasets import (
         GASTRIC_CLASSES,
         fetch_cmu_small_region,
@@ -181,12 +189,15 @@ def run_demo(
     )
     from .io import Slide, open_slide
     from .segmentation import PatchSegmenter
+    from .utils import write_text_atomic
 
     if config is None:
         config = QUICK if quick else FULL
-    # Opened first, so that a bad slide fails before minutes of training.
+    # Opened and tiled first, so that a bad slide fails before minutes of
+    # training, with the message `predict` gives for it.
     is_cmu = slide is None
     slide = open_slide(fetch_cmu_small_region() if is_cmu else slide)
+    _check_has_tissue(slide, config.tile_size)
     target = fetch_he_target()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +263,13 @@ def run_demo(
     for name, row in zip(order, matrix):
         print(f"{name:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
 
+    model_path = save_model(
+        pipe,
+        out_dir / "model.sgm",
+        metadata={"made_by": "sklearn-gastric demo", "config": asdict(config)},
+    )
+    say(f"saved the fitted pipeline as {model_path}")
+
     say(f"predicting {slide.name}")
     display, outputs = _lesion_outputs(pipe, slide, out_dir)
     classes = [str(c) for c in display.classes]
@@ -271,12 +289,28 @@ def run_demo(
         "slide": slide.name,
         "slide_prediction": prediction,
         "slide_proba": dict(zip(classes, map(float, proba))),
-        "outputs": outputs,
+        "outputs": {"model": str(model_path), **outputs},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     say(f"done; wrote {out_dir / 'summary.json'}")
     return summary
+
+
+def _check_has_tissue(slide, tile_size):
+    """Raise the SlideError ``predict`` gives for a slide with no tissue tile
+    (or one smaller than a tile)."""
+    from .io import SlideError
+    from .preprocessing import OtsuFilter, Tiler
+
+    try:
+        (bag,) = OtsuFilter().fit_transform(Tiler(tile_size).fit_transform([slide]))
+    except SlideError:
+        raise
+    except ValueError as exc:
+        raise SlideError(str(exc)) from exc
+    if len(bag) == 0:
+        raise SlideError(f"Slide {slide.name!r}: no tissue tile.")
 
 
 def _lesion_outputs(pipe, slide, out_dir):
@@ -284,15 +318,13 @@ def _lesion_outputs(pipe, slide, out_dir):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+    from .utils import save_figure
     from .visualization import LesionMapDisplay, export_geojson
 
     display = LesionMapDisplay.from_pipeline(pipe, slide)
     stem = Path(slide.name).stem
-    png = out_dir / f"{stem}_lesion_map.png"
-    display.figure_.savefig(png, dpi=120, bbox_inches="tight")
-    plt.close(display.figure_)
+    png = save_figure(display.figure_, out_dir / f"{stem}_lesion_map.png")
     geojson = export_geojson(
         display.bag,
         out_dir / f"{stem}_lesions.geojson",

@@ -1,11 +1,18 @@
-"""Model files that cannot run code: ``save_model`` and ``load_model``.
+"""Model files: ``save_model`` and ``load_model``, the one place models are saved.
 
-A model file is a zip archive holding ``manifest.json`` (format, versions,
-the estimators by allowlisted class name with their parameters and fitted
-attributes as tagged JSON) and one ``.npy`` member per array or tensor.
-Loading parses JSON, reads arrays with ``allow_pickle=False`` and
-instantiates classes only by lookup in a fixed dict: it never unpickles,
-never evaluates and never imports anything named in the file.
+Two formats, told apart by the file's name:
+
+- the pickle-free format (``.sgm``, and every name that is not a pickle's): a
+  zip archive holding ``manifest.json`` (format, versions, the estimators by
+  allowlisted class name with their parameters and fitted attributes as
+  tagged JSON) and one uncompressed ``.npy`` member per array or tensor.
+  Loading parses JSON, reads arrays with their headers checked against the
+  manifest before anything is allocated, and instantiates classes only by
+  lookup in a fixed dict: it never unpickles, never evaluates and never
+  imports anything named in the file;
+- a joblib pickle (``.joblib``, ``.pkl``, ``.pickle``), which keeps
+  everything but can run code when loaded: ``load_model`` opens one only
+  with ``trust_pickle=True``, and never a file named ``.sgm``.
 """
 
 import inspect
@@ -22,12 +29,19 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ._version import __version__
+from .utils._sklearn_compat import InvalidParameterError
 
 __all__ = ["ModelFileError", "load_model", "save_model"]
 
 FORMAT_NAME = "sklearn-gastric-model"
 FORMAT_VERSION = 1
 _MANIFEST = "manifest.json"
+# Names that say "this is a pickle": written with joblib, loaded only on trust.
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+# Loading allocates at most about the file's size for the arrays (they are
+# stored uncompressed) plus this much for the manifest: a zip bomb or a
+# manifest inflated to gigabytes is refused before it is read.
+MAX_MANIFEST_BYTES = 16 * 2**20
 _ARRAY_MEMBER = re.compile(r"arrays/[0-9]{5,}\.npy")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # numpy dtype kinds an array member may have: no object, no structured.
@@ -145,17 +159,21 @@ def _net_recipes():
     }
 
 
-def save_model(model, path):
-    """Save a fitted estimator or pipeline to a file that cannot run code.
+def save_model(model, path, *, metadata=None):
+    """Save a fitted estimator or pipeline; by default to a file that cannot run code.
 
-    The file is a zip archive: ``manifest.json`` names each estimator by a
-    class of a fixed allowlist (scikit-learn's :class:`~sklearn.pipeline.Pipeline`,
+    The format follows the name. A name ending in ``.joblib``, ``.pkl`` or
+    ``.pickle`` is a joblib pickle, which keeps everything but, like every
+    pickle, can run code when loaded. Any other name (``.sgm`` by
+    convention) is the pickle-free format: a zip archive whose
+    ``manifest.json`` names each estimator by a class of a fixed allowlist
+    (scikit-learn's :class:`~sklearn.pipeline.Pipeline`,
     :class:`~sklearn.frozen.FrozenEstimator`,
     :class:`~sklearn.linear_model.LogisticRegression`,
     :class:`~sklearn.preprocessing.StandardScaler`, and this library's
     estimators) with its ``get_params(deep=False)`` and its fitted
-    attributes, and every array and network weight is a ``.npy`` member.
-    :func:`load_model` reads it back without unpickling anything.
+    attributes, and whose ``.npy`` members hold every array and network
+    weight. :func:`load_model` reads it back without unpickling anything.
 
     Parameters
     ----------
@@ -164,8 +182,13 @@ def save_model(model, path):
         :class:`~sklearn.pipeline.Pipeline` of this library's steps with a
         ``FrozenEstimator(PatchSegmenter)``.
     path : str or os.PathLike
-        The file to write (replaced atomically if it exists). The ``.sgm``
-        suffix is a convention, not a requirement.
+        The file to write. It appears under its name only once complete
+        (written beside it, then renamed), replacing any file of that name;
+        its folder must exist.
+    metadata : dict, default=None
+        JSON values describing the model (training data, settings), kept in
+        the file: in the manifest of the pickle-free format (readable with
+        any zip tool), beside the model in a pickle.
 
     Returns
     -------
@@ -177,8 +200,9 @@ def save_model(model, path):
     TypeError
         When a parameter or fitted attribute cannot be stored as JSON, an
         array or a tensor (a callable, an arbitrary object, a
-        :class:`~sklearn_gastric.io.Slide`), or an estimator's class is not
-        allowlisted; the message names where it is in the model.
+        :class:`~sklearn_gastric.io.Slide`), an estimator's class is not
+        allowlisted, or ``metadata`` is not JSON; the message names where
+        it is in the model. Pickles are not checked.
 
     See Also
     --------
@@ -186,25 +210,25 @@ def save_model(model, path):
 
     Notes
     -----
-    Stored: parameters (paths as strings), fitted arrays, scalars and
-    strings, the networks' weights (``state_dict``) and training history.
-    Not stored: the optimiser's state (a loaded model predicts; ``fit``
-    retrains from scratch as it always does) and cache locations: every
-    ``memory`` parameter is saved as ``None``, as a cache belongs to one
-    machine. A network trained on a GPU loads on the CPU when CUDA is absent
-    (with skorch's ``DeviceWarning``).
+    The pickle-free format stores parameters (paths as strings), fitted
+    arrays, scalars and strings, the networks' weights (``state_dict``) and
+    training history. It does not store the optimiser's state (a loaded
+    model predicts; ``fit`` retrains from scratch as it always does) or
+    cache locations: every ``memory`` parameter is saved as ``None``, as a
+    cache belongs to one machine. A network trained on a GPU loads on the
+    CPU when CUDA is absent (with skorch's ``DeviceWarning``).
 
-    ``joblib.dump`` / ``joblib.load`` remain supported and keep everything
-    (optimiser state, ``memory``), but a joblib file is a pickle: **loading a
-    pickle can execute arbitrary code**. Only ``joblib.load`` files you made
-    or trust; to share a model, use :func:`save_model`.
+    A pickle keeps everything (optimiser state, ``memory``), but **loading a
+    pickle can execute arbitrary code**, and it loads only in the
+    ``major.minor`` version of sklearn-gastric that wrote it. Use it for
+    your own checkpoints; share models in the pickle-free format.
 
     Examples
     --------
     >>> import os, tempfile
     >>> import numpy as np
     >>> from sklearn_gastric import GCNSlideClassifier, SlideGraph
-    >>> from sklearn_gastric._persistence import load_model, save_model
+    >>> from sklearn_gastric import load_model, save_model
     >>> rng = np.random.default_rng(0)
     >>> graphs = [SlideGraph(rng.normal(s, 1, (3, 2)), np.zeros((3, 3)))
     ...           for s in (-1, 1) * 4]
@@ -216,53 +240,70 @@ def save_model(model, path):
     >>> bool((loaded.predict_proba(graphs) == clf.predict_proba(graphs)).all())
     True
     """
+    from .utils._files import atomic_output
+
     path = os.fspath(path)
+    if metadata is not None:
+        _check_metadata(metadata)
+    if _is_pickle_name(path):
+        import joblib
+
+        envelope = {
+            "format": FORMAT_NAME,
+            "sklearn_gastric_version": __version__,
+            "metadata": metadata,
+            "model": model,
+        }
+        with atomic_output(path) as temporary:
+            joblib.dump(envelope, temporary)
+        return path
     writer = _Writer()
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "sklearn_gastric_version": __version__,
         "versions": _dependency_versions(),
+        "metadata": metadata,
         "model": writer.encode(model, "model"),
     }
-    # Written next to the target, then renamed: a failure never leaves a
-    # half-written model under the final name.
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with (
-            open(temporary, "wb") as file,
-            zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive,
-        ):
-            archive.writestr(
-                _MANIFEST,
-                json.dumps(manifest, indent=1, allow_nan=False),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
-            for member, array in writer.arrays.items():
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, array, allow_pickle=False)
-                archive.writestr(member, buffer.getvalue())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with (
+        atomic_output(path) as temporary,
+        open(temporary, "wb") as file,
+        zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive,
+    ):
+        archive.writestr(
+            _MANIFEST,
+            json.dumps(manifest, indent=1, allow_nan=False),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+        for member, array in writer.arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            archive.writestr(member, buffer.getvalue())
     return path
 
 
-def load_model(path):
-    """Load a model saved by :func:`save_model`, without running code from it.
+def load_model(path, *, trust_pickle=False):
+    """Load a model saved by :func:`save_model`; never runs code unless told to.
 
-    The manifest is parsed as JSON, arrays are read as ``.npy`` with
-    ``allow_pickle=False``, and estimators are instantiated only from a
+    A file in the pickle-free format is read as JSON and uncompressed
+    ``.npy`` arrays whose headers are checked against the manifest before
+    anything is allocated, and estimators are instantiated only from a
     fixed allowlist of classes (nothing named in the file is imported or
     evaluated), so a model file from an untrusted source cannot execute
-    code.
+    code. A file whose name ends in ``.sgm`` (any case) is only ever read
+    this way. Any other file that is not such an archive can only be a
+    pickle, and is opened with :func:`joblib.load` only when
+    ``trust_pickle`` is True.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A file written by :func:`save_model`.
+        A file written by :func:`save_model` (or by :func:`joblib.dump`).
+    trust_pickle : bool, default=False
+        Allow loading a pickle. **Loading a pickle can execute arbitrary
+        code**: set it only for a file you made or whose source you trust.
+        Ignored for a file named ``.sgm``, which is never unpickled.
 
     Returns
     -------
@@ -271,12 +312,18 @@ def load_model(path):
 
     Raises
     ------
+    FileNotFoundError
+        There is no file at ``path``.
     ModelFileError
-        The file is not a model archive (e.g. a pickle or joblib file), was
-        made by a newer major version of sklearn-gastric or of the format,
-        names a class outside the allowlist, holds a member the manifest
-        does not describe, or its arrays disagree with the manifest. The
-        message names the file.
+        The path is a folder; the file is a pickle and ``trust_pickle`` is
+        False; it is named ``.sgm`` but is not a model archive (e.g. a
+        pickle renamed); it is truncated or damaged; it was made by a newer
+        major version of sklearn-gastric or of the format (a pickle: by
+        another ``major.minor`` version); it names a class outside the
+        allowlist, holds a member the manifest does not describe, or its
+        arrays, networks or sizes disagree with the manifest. The message
+        names the file. Nothing from the file has been executed when it is
+        raised.
 
     See Also
     --------
@@ -284,40 +331,118 @@ def load_model(path):
 
     Notes
     -----
+    Memory is bounded before it is used: the arrays of a model file are
+    stored uncompressed, so they take no more memory than the file's size,
+    and ``manifest.json`` may not exceed 16 MiB once decompressed; each
+    network is built on PyTorch's ``meta`` device and compared with its
+    stored weights before its real weights are allocated. A 2 KB file
+    claiming a terabyte array, or a small zip bomb, is refused with a
+    :class:`ModelFileError`, not a ``MemoryError``.
+
     A file from a newer major version of sklearn-gastric is refused; the
     versions of scikit-learn, torch, skorch and numpy that wrote the file are
-    recorded in its manifest but not checked. Loading cannot execute code,
-    but a hostile file can still describe very large arrays or networks:
-    load untrusted files where running out of memory is acceptable.
+    recorded in its manifest but not checked.
 
     Examples
     --------
     >>> import os, tempfile
-    >>> from sklearn_gastric import TopKSelector
-    >>> from sklearn_gastric._persistence import load_model, save_model
+    >>> from sklearn_gastric import TopKSelector, load_model, save_model
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = save_model(TopKSelector(k=5), os.path.join(folder, "k.sgm"))
     ...     load_model(path)
     TopKSelector(k=5)
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path!r} is a folder, not a model file.")
+    if not os.path.exists(path):
         raise FileNotFoundError(f"Model file {path!r} does not exist.")
-    if not zipfile.is_zipfile(path):
+    if not os.path.isfile(path):
         raise ModelFileError(
-            f"{path!r} is not a sklearn-gastric model file (not a zip archive). "
-            "A joblib or pickle file must be opened with joblib.load, which can "
-            "execute code: only do so for a file you trust."
+            f"{path!r} is not a regular file (a device or a pipe?), so not a "
+            "model file."
         )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return _Reader(archive, path).load()
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, RecursionError) as exc:
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if not head:
+        raise ModelFileError(f"Model file {path!r} is empty.")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _Reader(archive, path).load()
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, RecursionError) as exc:
+            raise ModelFileError(
+                f"Model file {path!r} is damaged: {type(exc).__name__}: {exc}"
+            ) from exc
+    if head.startswith(b"PK"):
         raise ModelFileError(
-            f"Model file {path!r} is damaged: {type(exc).__name__}: {exc}"
+            f"Model file {path!r} is truncated or damaged: it begins as a zip "
+            "archive but its zip directory cannot be read (was a download or "
+            "copy cut short?)."
+        )
+    if path.lower().endswith(".sgm"):
+        pickle_hint = ", the start of a pickle" if head[:1] == b"\x80" else ""
+        raise ModelFileError(
+            f"{path!r} is named .sgm but is not a sklearn-gastric model archive "
+            f"(a .sgm file is a zip archive; this one begins with {head!r}"
+            f"{pickle_hint}). A .sgm "
+            "file is only ever read by the pickle-free loader: nothing in it "
+            "was run."
+        )
+    if not trust_pickle:
+        raise ModelFileError(
+            f"{path!r} is not a pickle-free model archive, so it can only be a "
+            "pickle (joblib) file, and loading a pickle can run any code it "
+            "holds. Load it only if you made it or trust its source: "
+            "load_model(path, trust_pickle=True), or --trust-pickle on the "
+            "command line. To share a model, save it with a .sgm name."
+        )
+    return _load_pickle(path)
+
+
+def _is_pickle_name(path):
+    return os.fspath(path).lower().endswith(PICKLE_SUFFIXES)
+
+
+def _check_metadata(metadata):
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict; got {type(metadata).__name__}.")
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must hold JSON values only ({exc}).") from exc
+
+
+def _load_pickle(path):
+    """Unpickle a trusted file: the envelope of :func:`save_model`, or any
+    estimator given to :func:`joblib.dump`."""
+    import joblib
+
+    try:
+        content = joblib.load(path)
+    except Exception as exc:  # unpickling raises many types for a non-model
+        raise ModelFileError(
+            f"{path!r} is not a sklearn-gastric model file (it cannot be "
+            f"unpickled: {type(exc).__name__}: {exc})."
         ) from exc
+    if isinstance(content, dict) and content.get("format") == FORMAT_NAME:
+        made_by = content.get("sklearn_gastric_version")
+        if _major_minor(made_by) != _major_minor(__version__):
+            raise ModelFileError(
+                f"Model file {path!r} was made by sklearn-gastric {made_by}; this "
+                f"is sklearn-gastric {__version__}. A pickled model only loads in "
+                "the same major.minor version: retrain it, or save it with a .sgm "
+                "name (a version-independent format) in the version that made it."
+            )
+        return content.get("model")
+    if not isinstance(content, BaseEstimator):
+        raise ModelFileError(
+            f"{path!r} is not a sklearn-gastric model file: it holds a "
+            f"{type(content).__qualname__}, not an estimator."
+        )
+    return content
 
 
 def _dependency_versions():
@@ -539,16 +664,14 @@ class _Reader:
             )
         if len(set(names)) != len(names):
             raise self.error("the archive holds duplicate member names.")
-        for name in names:
-            if name != _MANIFEST and not _ARRAY_MEMBER.fullmatch(name):
-                raise self.error(
-                    f"unexpected member {name!r}; a model file holds only "
-                    "manifest.json and arrays/*.npy."
-                )
+        for info in self.archive.infolist():
+            self._check_member_size(info)
         try:
             manifest = json.loads(self.archive.read(_MANIFEST).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise self.error(f"manifest.json is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise self.error("manifest.json is nested too deeply.") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise self.error(
                 f"manifest.json does not declare the format {FORMAT_NAME!r}."
@@ -560,12 +683,40 @@ class _Reader:
         # the caller's torch random state as it was.
         with torch.random.fork_rng(devices=[]):
             model = self.decode(manifest["model"], "model")
-        unused = set(names) - self.referenced - {_MANIFEST}
+        unused = sorted(set(names) - self.referenced - {_MANIFEST})
         if unused:
+            listed = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
             raise self.error(
-                f"members {sorted(unused)} are not referenced by the manifest."
+                f"{len(unused)} member(s) are not referenced by the manifest "
+                f"({listed})."
             )
         return model
+
+    def _check_member_size(self, info):
+        """Refuse, before reading it, a member that could take more memory
+        than the file's own size (arrays) or than the manifest bound."""
+        name = info.filename
+        if name == _MANIFEST:
+            if info.file_size > MAX_MANIFEST_BYTES:
+                raise self.error(
+                    f"manifest.json would take {info.file_size} bytes once "
+                    f"decompressed, more than the {MAX_MANIFEST_BYTES} a model "
+                    "file's manifest may (a zip bomb, or not a model file)."
+                )
+            return
+        if not _ARRAY_MEMBER.fullmatch(name):
+            raise self.error(
+                f"unexpected member {name!r}; a model file holds only "
+                "manifest.json and arrays/*.npy."
+            )
+        if info.compress_type != zipfile.ZIP_STORED or (
+            info.file_size != info.compress_size
+        ):
+            raise self.error(
+                f"{name!r} is compressed; a model file stores its arrays "
+                "uncompressed, so that they never take more memory than the "
+                "file (a compressed member may be a zip bomb)."
+            )
 
     def _check_versions(self, manifest):
         file_format = manifest.get("format_version")
@@ -661,20 +812,50 @@ class _Reader:
             ) from None
         self.referenced.add(member)
         with self.archive.open(info) as file:
-            try:
-                array = np.lib.format.read_array(file, allow_pickle=False)
-            except ValueError as exc:
-                raise self.error(
-                    f"{where}: {member!r} is not a plain .npy array ({exc})."
-                ) from exc
-        if array.dtype.str != dtype_str or list(array.shape) != list(shape):
-            raise self.error(
-                f"{where}: {member!r} holds {array.dtype.str} {list(array.shape)}; "
-                f"the manifest says {dtype_str} {list(shape)}."
+            dtype, declared_shape, fortran_order = self._read_npy_header(
+                file, member, where
             )
-        if array.dtype.kind not in _ARRAY_KINDS or array.dtype.fields is not None:
-            raise self.error(f"{where}: array dtype {array.dtype} is not allowed.")
-        return array
+            if dtype.str != dtype_str or list(declared_shape) != list(shape):
+                raise self.error(
+                    f"{where}: {member!r} holds {dtype.str} {list(declared_shape)}; "
+                    f"the manifest says {dtype_str} {list(shape)}."
+                )
+            count = math.prod(declared_shape)
+            header_size = file.tell()
+            if header_size + count * dtype.itemsize != info.file_size:
+                raise self.error(
+                    f"{where}: {member!r} declares {dtype.str} "
+                    f"{list(declared_shape)} ({count * dtype.itemsize} bytes) but "
+                    f"holds {info.file_size - header_size} bytes of data."
+                )
+            # Allocated only now: its size is known to match the member's.
+            flat = np.empty(count, dtype=dtype)
+            if file.readinto(memoryview(flat.view(np.uint8))) != flat.nbytes:
+                raise self.error(f"{where}: {member!r} is truncated.")
+        if fortran_order:
+            return flat.reshape(declared_shape[::-1]).T
+        return flat.reshape(declared_shape)
+
+    def _read_npy_header(self, file, member, where):
+        try:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise self.error(
+                f"{where}: {member!r} is not a plain .npy array ({exc})."
+            ) from exc
+        if (
+            dtype.kind not in _ARRAY_KINDS
+            or dtype.fields is not None
+            or dtype.subdtype is not None
+        ):
+            raise self.error(f"{where}: array dtype {dtype} is not allowed.")
+        return dtype, tuple(int(n) for n in shape), bool(fortran_order)
 
     def _decode_array(self, content, where):
         member, dtype_str, shape = content
@@ -739,8 +920,19 @@ class _Reader:
                 f"{where}: {name} has no parameter(s) {sorted(set(kwargs) - valid)}."
             )
         estimator = cls(**kwargs)
+        if hasattr(estimator, "_parameter_constraints"):
+            # What fit would refuse, a model file may not smuggle into predict.
+            try:
+                estimator._validate_params()
+            except InvalidParameterError as exc:
+                raise self.error(f"{where}: {exc}") from None
         for key, value in fitted.items():
             self._check_attribute_name(cls, key, where)
+            if key in valid:
+                raise self.error(
+                    f"{where}: {key!r} is a parameter of {name}, not a fitted "
+                    "attribute."
+                )
             setattr(estimator, key, self.decode(value, f"{where}.{key}"))
         return estimator
 
@@ -754,6 +946,47 @@ class _Reader:
             raise self.error(
                 f"{where}: {_short(key)} is not a fitted attribute a model file may "
                 "set."
+            )
+
+    def _check_network_size(self, module_class, kwargs, state, where):
+        """Build the described network on the ``meta`` device (no memory) and
+        compare it with the stored weights before the real one is built."""
+        stored = {key: _stored_shape(value) for key, value in state.items()}
+        if any(shape is None for shape in stored.values()):
+            raise self.error(f"{where}: malformed network weights.")
+        n_stored = sum(math.prod(shape) for shape in stored.values())
+        module_kwargs = {
+            key[len("module__") :]: value
+            for key, value in kwargs.items()
+            if key.startswith("module__")
+        }
+        # Every size parameter of our networks (channels, depth, layers,
+        # features, classes) makes at least that many weights: one larger
+        # than the weights stored would only make building the probe slow.
+        for key, value in module_kwargs.items():
+            if isinstance(value, int) and value > max(n_stored, 1):
+                raise self.error(
+                    f"{where}: module__{key}={value} describes a network larger "
+                    f"than its {n_stored} stored weights."
+                )
+        try:
+            with torch.device("meta"):
+                probe = module_class(**module_kwargs)
+            expected = {
+                key: list(tensor.shape) for key, tensor in probe.state_dict().items()
+            }
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise self.error(
+                f"{where}: the network cannot be built from its parameters "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
+        if expected != stored:
+            different = sorted(set(expected) ^ set(stored)) or sorted(
+                key for key in expected if expected[key] != stored[key]
+            )
+            raise self.error(
+                f"{where}: the stored weights do not fit the network its "
+                f"parameters describe (first difference: {different[0]!r})."
             )
 
     def _decode_net(self, content, where):
@@ -781,6 +1014,9 @@ class _Reader:
                 stacklevel=4,
             )
             kwargs["device"] = "cpu"
+        if not isinstance(state, dict):
+            raise self.error(f"{where}: malformed network weights.")
+        self._check_network_size(fixed["module"], kwargs, state, where)
         net = net_class(**fixed, **kwargs)
         net.initialize()
         weights = {
@@ -797,6 +1033,19 @@ class _Reader:
         net.criterion_.eval()
         net.history_ = History(self.decode(history, f"{where}.history_"))
         return net
+
+
+def _stored_shape(value):
+    """The shape a ``__tensor__`` node of the manifest declares, or None."""
+    if isinstance(value, dict) and len(value) == 1 and "__tensor__" in value:
+        content = value["__tensor__"]
+        if isinstance(content, list) and len(content) == 4:
+            shape = content[2]
+            if isinstance(shape, list) and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+            ):
+                return shape
+    return None
 
 
 def _init_parameters(cls):

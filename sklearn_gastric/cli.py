@@ -1,10 +1,13 @@
 """The ``sklearn-gastric`` command: ``info``, ``train``, ``predict`` and ``demo``.
 
-Every subcommand has ``--help``. Errors a user can fix (a missing file, an
-unreadable slide, a bad labels file, a model of another version) print
-``sklearn-gastric <command>: <message>`` on stderr and exit with status 2;
-an unexpected failure exits with status 1 after its traceback. Progress bars
-go to stderr and are hidden by ``--quiet``.
+Every subcommand has ``--help``. Errors a user can fix (a missing or bad
+input file, an output location that cannot be written, a model of another
+version, a pickle not trusted explicitly) print
+``sklearn-gastric <command>: <message>`` on stderr and exit with status 2,
+before any long work where the cause can be seen up front; Ctrl-C exits with
+130; an unexpected failure exits with status 1 after its traceback. Progress
+bars go to stderr and are hidden by ``--quiet``. Every output file appears
+under its name only once complete.
 """
 
 import argparse
@@ -12,17 +15,17 @@ import csv
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
-import zipfile
 from pathlib import Path
 
 from ._version import __version__
 
 __all__ = ["main"]
 
-MODEL_KIND = "sklearn-gastric-model"
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
@@ -69,13 +72,6 @@ def _say(args, message):
         print(message, file=sys.stderr, flush=True)
 
 
-def _major_minor(version):
-    parts = str(version).split(".")
-    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
-        return None
-    return int(parts[0]), int(parts[1])
-
-
 def _open_slides(paths):
     """Open every slide before any long work, so a bad one fails fast."""
     from .io import SlideError, open_slide
@@ -89,83 +85,155 @@ def _open_slides(paths):
     return slides
 
 
-# -- model files --------------------------------------------------------------
+# -- output locations -----------------------------------------------------------
 
 
-def save_cli_model(pipeline, path, metadata):
-    """Write a trained pipeline and its metadata to ``path``.
+def _existing_ancestor(path):
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    return ancestor
 
-    ``.sgm`` files go through :func:`sklearn_gastric._persistence.save_model`
-    (no pickle; the metadata are the pipeline's own); any other name is a
-    joblib file of ``{"kind", "sklearn_gastric_version", "pipeline", ...}``.
-    """
-    import joblib
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".sgm":
-        from ._persistence import save_model
-
-        save_model(pipeline, path)
-        return path
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    model = {
-        "kind": MODEL_KIND,
-        "sklearn_gastric_version": __version__,
-        **metadata,
-        "pipeline": pipeline,
-    }
-    try:
-        joblib.dump(model, temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+def _check_out_dir(path, option="--out"):
+    """The ``--out`` folder, refused before any work when it cannot be one."""
+    path = Path(path).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise CommandError(f"{option} {str(path)!r} exists and is not a folder.")
+        writable = path
+    else:
+        writable = _existing_ancestor(path)
+        if not writable.is_dir():
+            raise CommandError(
+                f"{option} {str(path)!r} cannot be created: {str(writable)!r} is "
+                "not a folder."
+            )
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise CommandError(
+            f"{option} {str(path)!r}: {str(writable)!r} is not writable by this user."
+        )
     return path
 
 
-def load_cli_model(path):
-    """Load a model written by ``train``; return ``(pipeline, metadata)``.
-
-    Raises :class:`CommandError` for a missing file, a file that is not a
-    model, and a joblib model of another ``major.minor`` version (a pickle is
-    tied to the code that wrote it).
-    """
-    import joblib
-
-    path = Path(path)
-    if not path.is_file():
-        raise CommandError(f"model file {str(path)!r} does not exist.")
-    if zipfile.is_zipfile(path):
-        from ._persistence import ModelFileError, load_model
-
-        try:
-            pipeline = load_model(path)
-        except ModelFileError as exc:
-            raise CommandError(str(exc)) from exc
-        return pipeline, {"format": "sgm"}
+def _make_out_dir(path, option="--out"):
+    """Create the checked ``--out`` folder and prove it can hold files."""
     try:
-        model = joblib.load(path)
-    except Exception as exc:  # unpickling raises many types for a non-model
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
         raise CommandError(
-            f"{str(path)!r} is not a sklearn-gastric model file (cannot be "
-            f"loaded: {type(exc).__name__}: {exc})."
+            f"{option} {str(path)!r} cannot be written ({exc.strerror or exc})."
         ) from exc
-    if not isinstance(model, dict) or model.get("kind") != MODEL_KIND:
+    return path
+
+
+def _check_out_file(path):
+    """The ``train --out`` model file, refused before any work when it
+    cannot be written."""
+    path = Path(path).absolute()
+    if path.is_dir():
         raise CommandError(
-            f"{str(path)!r} is not a sklearn-gastric model file (made by "
-            "`sklearn-gastric train`)."
+            f"--out {str(path)!r} is a folder; give the model file's name, e.g. "
+            f"{str(path / 'model.sgm')!r}."
         )
-    made_by = model.get("sklearn_gastric_version")
-    if _major_minor(made_by) != _major_minor(__version__):
+    _check_out_dir(path.parent, option=f"--out {str(path)!r}: its folder")
+    return path
+
+
+def _make_out_file_folder(path):
+    _make_out_dir(path.parent, option=f"--out {str(path)!r}: its folder")
+    return path
+
+
+# -- model files ------------------------------------------------------------------
+
+
+def _load_pipeline(path, *, trust_pickle):
+    """The trained pipeline of a model file, or a CommandError saying why not.
+
+    A ``.sgm`` file is only ever read by the pickle-free loader; a pickle
+    (``.joblib``) is loaded only with ``--trust-pickle``.
+    """
+    from ._persistence import ModelFileError, load_model
+
+    try:
+        model = load_model(path, trust_pickle=trust_pickle)
+    except FileNotFoundError:
+        raise CommandError(f"model file {str(path)!r} does not exist.") from None
+    except ModelFileError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
         raise CommandError(
-            f"model file {str(path)!r} was made by sklearn-gastric {made_by}; this "
-            f"is sklearn-gastric {__version__}. A joblib model only loads in the "
-            "same major.minor version: retrain it, or save it with a .sgm name "
-            "(a version-independent format) in the version that made it."
+            f"model file {str(path)!r} cannot be read ({exc.strerror or exc})."
+        ) from exc
+    _check_trained_pipeline(model, path)
+    return model
+
+
+def _find_step(pipeline, cls):
+    """The first step of ``pipeline`` that is (or freezes) a ``cls``."""
+    for _, step in pipeline.steps:
+        inner = getattr(step, "estimator", step)
+        if isinstance(inner, cls):
+            return step
+    return None
+
+
+def _check_trained_pipeline(model, path):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    from .preprocessing import Tiler
+    from .segmentation import PatchSegmenter
+
+    expected = (
+        "a trained sklearn-gastric pipeline (made by `sklearn-gastric train`, or "
+        "a fitted Pipeline with a Tiler, a PatchSegmenter and a final classifier "
+        "saved with sklearn_gastric.save_model)"
+    )
+    if not isinstance(model, Pipeline):
+        raise CommandError(
+            f"model file {str(path)!r} holds a {type(model).__qualname__}, not "
+            f"{expected}."
         )
-    pipeline = model.pop("pipeline")
-    return pipeline, model
+    missing = [
+        cls.__name__
+        for cls in (Tiler, PatchSegmenter)
+        if _find_step(model, cls) is None
+    ]
+    if missing:
+        raise CommandError(
+            f"model file {str(path)!r} holds a Pipeline without a "
+            f"{' or '.join(missing)} step, not {expected}."
+        )
+    segmenter = _find_step(model, PatchSegmenter)
+    try:
+        check_is_fitted(getattr(segmenter, "estimator", segmenter))
+        check_is_fitted(model)
+    except NotFittedError:
+        raise CommandError(
+            f"model file {str(path)!r} holds an untrained Pipeline, not {expected}."
+        ) from None
+    if not hasattr(model, "predict_proba"):
+        raise CommandError(
+            f"model file {str(path)!r} holds a Pipeline whose last step gives no "
+            f"class probabilities, not {expected}."
+        )
+
+
+def _save_trained_pipeline(pipeline, path, metadata):
+    from ._persistence import save_model
+
+    try:
+        save_model(pipeline, path, metadata=metadata)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write the model to {str(path)!r} ({exc.strerror or exc})."
+        ) from exc
+    return path
 
 
 # -- info ---------------------------------------------------------------------
@@ -212,7 +280,8 @@ def read_labels(labels_path, slides_dir):
     and labels in file order, checking every slide file exists."""
     labels_path, slides_dir = Path(labels_path), Path(slides_dir)
     if not slides_dir.is_dir():
-        raise CommandError(f"slides folder {str(slides_dir)!r} does not exist.")
+        problem = "is not a folder" if slides_dir.exists() else "does not exist"
+        raise CommandError(f"slides folder {str(slides_dir)!r} {problem}.")
     try:
         with open(labels_path, newline="", encoding="utf-8-sig") as file:
             reader = csv.DictReader(file)
@@ -222,6 +291,14 @@ def read_labels(labels_path, slides_dir):
         raise CommandError(
             f"labels file {str(labels_path)!r} does not exist."
         ) from None
+    except IsADirectoryError:
+        raise CommandError(
+            f"labels file {str(labels_path)!r} is a folder, not a CSV file."
+        ) from None
+    except OSError as exc:
+        raise CommandError(
+            f"labels file {str(labels_path)!r} cannot be read ({exc.strerror or exc})."
+        ) from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise CommandError(
             f"labels file {str(labels_path)!r} is not a CSV file ({exc})."
@@ -238,7 +315,13 @@ def read_labels(labels_path, slides_dir):
         )
     paths, labels, seen = [], [], set()
     for line, row in enumerate(rows, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if None in row:  # csv.DictReader keeps a row's extra fields under None
+            raise CommandError(
+                f"labels file {str(labels_path)!r}, line {line}: "
+                f"{len(columns) + len(row[None])} fields, but the header has "
+                f"{len(columns)} ({', '.join(columns)})."
+            )
+        row = {k.strip(): (v or "").strip() for k, v in row.items()}
         name, label = row["slide"], row["label"]
         if not name or not label:
             raise CommandError(
@@ -274,35 +357,44 @@ def _annotation_file(annotations_dir, slide_path):
     return None
 
 
-def _train_segmenter(args, slides, paths):
-    """Sample annotated patches from the slides and train the segmenter."""
-    import numpy as np
-
+def _read_slide_annotations(annotations, paths):
+    """Every slide's lesion annotations, read before any long work."""
     from ._annotations import AnnotationError, read_annotations
-    from ._annotations import sample_annotated_patches as sample
-    from .io import SlideError
-    from .preprocessing import OtsuFilter, Tiler
-    from .segmentation import PatchSegmenter
 
-    annotations_dir = Path(args.annotations)
+    annotations_dir = Path(annotations)
     if not annotations_dir.is_dir():
-        raise CommandError(
-            f"annotations folder {str(annotations_dir)!r} does not exist."
-        )
+        problem = "is not a folder" if annotations_dir.exists() else "does not exist"
+        raise CommandError(f"annotations folder {str(annotations_dir)!r} {problem}.")
     files = [_annotation_file(annotations_dir, path) for path in paths]
     if not any(files):
         raise CommandError(
             f"annotations folder {str(annotations_dir)!r} holds no "
             "'<slide name>.geojson' for any slide of the labels file."
         )
+    try:
+        return [read_annotations(file) if file is not None else [] for file in files]
+    except AnnotationError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _train_segmenter(args, slides, slide_annotations):
+    """Sample annotated patches from the slides and train the segmenter."""
+    import numpy as np
+
+    from ._annotations import sample_annotated_patches as sample
+    from .io import SlideError
+    from .preprocessing import OtsuFilter, Tiler
+
     rng = np.random.RandomState(args.random_state)
     tiler, tissue = Tiler(tile_size=args.tile_size), OtsuFilter(args.min_tissue)
     all_patches, all_masks, all_labels = [], [], []
-    for slide, file in _progress(
-        zip(slides, files), total=len(slides), desc="Sampling patches", quiet=args.quiet
+    for slide, annotations in _progress(
+        zip(slides, slide_annotations),
+        total=len(slides),
+        desc="Sampling patches",
+        quiet=args.quiet,
     ):
         try:
-            annotations = read_annotations(file) if file is not None else []
             (bag,) = tissue.fit_transform(tiler.fit_transform([slide]))
             patches, masks, labels = sample(
                 bag,
@@ -311,7 +403,7 @@ def _train_segmenter(args, slides, paths):
                 positive_fraction=0.5,
                 random_state=rng,
             )
-        except (AnnotationError, OSError, SlideError, ValueError) as exc:
+        except (OSError, SlideError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         all_patches.append(patches)
         all_masks.append(masks)
@@ -338,18 +430,8 @@ def _train_segmenter(args, slides, paths):
         + ", ".join(f"{name}: {int(n)}" for name, n in sorted(counts.items()))
         + ")",
     )
-    validation = 0.1 if len(labels) >= 20 else 0.0
-    segmenter = PatchSegmenter(
-        base_channels=args.base_channels,
-        depth=args.depth,
-        feature_dim=args.feature_dim,
-        max_epochs=args.epochs,
-        lr=args.lr,
-        batch_size=16,
-        validation_fraction=validation,
-        device=args.device,
-        verbose=0 if args.quiet else 1,
-        random_state=args.random_state,
+    segmenter = _new_segmenter(
+        args, validation_fraction=0.1 if len(labels) >= 20 else 0
     )
     try:
         segmenter.fit(patches, masks, labels)
@@ -358,20 +440,66 @@ def _train_segmenter(args, slides, paths):
     return segmenter, {name: int(n) for name, n in counts.items()}
 
 
-def _segmenter_from_model(path):
+def _new_segmenter(args, validation_fraction=0.1):
+    from .segmentation import PatchSegmenter
+
+    return PatchSegmenter(
+        base_channels=args.base_channels,
+        depth=args.depth,
+        feature_dim=args.feature_dim,
+        max_epochs=args.epochs,
+        lr=args.lr,
+        batch_size=16,
+        validation_fraction=validation_fraction,
+        device=args.device,
+        verbose=0 if args.quiet else 1,
+        random_state=args.random_state,
+    )
+
+
+def _check_train_parameters(args):
+    """Refuse, before any work, options that fit would refuse after hours."""
+    from ._demo import build_pipeline
+    from .utils._sklearn_compat import InvalidParameterError
+    from .utils._validation import check_device
+
+    segmenter = _new_segmenter(args)
+    pipeline = build_pipeline(
+        segmenter,
+        tile_size=args.tile_size,
+        k=args.k,
+        threshold=args.threshold,
+        min_tissue=args.min_tissue,
+        gcn_epochs=args.gcn_epochs,
+        random_state=args.random_state,
+    )
+    try:
+        check_device(args.device, "--device")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        for estimator in [segmenter, *(step for _, step in pipeline.steps)]:
+            if hasattr(estimator, "estimator"):
+                continue  # the frozen segmenter, checked first
+            estimator._validate_params()
+    except InvalidParameterError as exc:
+        raise CommandError(f"invalid option: {exc}") from None
+
+
+def _segmenter_from_model(path, *, trust_pickle):
     """The trained segmenter of a model file, the tile size it works on, and
     the stain-normalisation target of its pipeline (None when it has none)."""
-    pipeline, metadata = load_cli_model(path)
-    steps = getattr(pipeline, "named_steps", {})
-    step = steps.get("seg")
-    segmenter = getattr(step, "estimator", step)
-    if segmenter is None or not hasattr(segmenter, "net_") or "tile" not in steps:
-        raise CommandError(
-            f"model file {str(path)!r} holds no trained segmenter (step 'seg')."
-        )
-    tile_size = int(metadata.get("tile_size", steps["tile"].tile_size))
-    stain = steps.get("stain")
-    return segmenter, tile_size, getattr(stain, "target", None)
+    from .preprocessing import StainNormalizer, Tiler
+    from .segmentation import PatchSegmenter
+
+    pipeline = _load_pipeline(path, trust_pickle=trust_pickle)
+    step = _find_step(pipeline, PatchSegmenter)
+    stain = _find_step(pipeline, StainNormalizer)
+    return (
+        getattr(step, "estimator", step),
+        int(_find_step(pipeline, Tiler).tile_size),
+        getattr(stain, "target", None),
+    )
 
 
 def _cmd_train(args):
@@ -392,9 +520,17 @@ def _cmd_train(args):
         )
     if args.stain_target is not None and not Path(args.stain_target).is_file():
         raise CommandError(f"stain target {args.stain_target!r} does not exist.")
+    _check_train_parameters(args)
+    out = _check_out_file(args.out)
     started = time.perf_counter()
     paths, labels = read_labels(args.labels, args.slides_dir)
     slides = _open_slides(paths)
+    reused, slide_annotations = None, None
+    if args.segmenter is not None:
+        reused = _segmenter_from_model(args.segmenter, trust_pickle=args.trust_pickle)
+    else:
+        slide_annotations = _read_slide_annotations(args.annotations, paths)
+    _make_out_file_folder(out)
     _set_torch_threads(args.torch_threads)
     stain = None
     if args.stain_target is not None:
@@ -405,8 +541,8 @@ def _cmd_train(args):
         except (OSError, SlideError, ValueError) as exc:
             raise CommandError(f"stain target: {exc}") from exc
     target = args.stain_target
-    if args.segmenter is not None:
-        segmenter, tile_size, reused_target = _segmenter_from_model(args.segmenter)
+    if reused is not None:
+        segmenter, tile_size, reused_target = reused
         if target is None and reused_target is not None:
             # The segmenter was trained on normalised tiles: keep showing it
             # the same colours.
@@ -417,7 +553,7 @@ def _cmd_train(args):
         # The segmenter learns from the tiles the pipeline will show it:
         # stain-normalised when the pipeline normalises.
         seen = stain.transform(slides) if stain is not None else slides
-        segmenter, patch_counts = _train_segmenter(args, seen, paths)
+        segmenter, patch_counts = _train_segmenter(args, seen, slide_annotations)
         tile_size = args.tile_size
     pipeline = build_pipeline(
         segmenter,
@@ -446,7 +582,7 @@ def _cmd_train(args):
         "n_slides": len(slides),
         "trained_seconds": round(time.perf_counter() - started, 1),
     }
-    out = save_cli_model(pipeline, args.out, metadata)
+    _save_trained_pipeline(pipeline, out, metadata)
     print(
         f"trained on {len(slides)} slides ({', '.join(metadata['classes'])}) in "
         f"{metadata['trained_seconds']} s; wrote {out}"
@@ -457,36 +593,30 @@ def _cmd_train(args):
 # -- predict ------------------------------------------------------------------
 
 
-def _unique_stems(paths):
-    """Output name per slide: its stem, made unique when two slides share one."""
-    stems, used = [], set()
-    for path in paths:
-        stem = Path(path).stem if path is not None else "slide"
-        candidate, n = stem, 2
-        while candidate in used:
-            candidate, n = f"{stem}_{n}", n + 1
-        used.add(candidate)
-        stems.append(candidate)
-    return stems
-
-
-def _predict_one(pipeline, slide, stem, out_dir, threshold):
+def _import_plotting():
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot  # noqa: F401
+
+    from . import visualization  # noqa: F401
+
+
+def _predict_one(pipeline, slide, stem, folder, threshold):
+    """Predict one slide; write its lesion map and GeoJSON; return its record."""
     import numpy as np
 
+    from ._prediction_folder import GEOJSON_SUFFIX, LESION_MAP_SUFFIX
+    from .segmentation import PatchSegmenter
+    from .utils import save_figure
     from .visualization import LesionMapDisplay, export_geojson
 
     display = LesionMapDisplay.from_pipeline(pipeline, slide, threshold=threshold)
-    png = out_dir / f"{stem}_lesion_map.png"
-    display.figure_.savefig(png, dpi=120, bbox_inches="tight")
-    plt.close(display.figure_)
-    segmenter = pipeline.named_steps["seg"]
+    png = save_figure(display.figure_, folder.output_path(stem, LESION_MAP_SUFFIX))
+    segmenter = _find_step(pipeline, PatchSegmenter)
     geojson = export_geojson(
         display.bag,
-        out_dir / f"{stem}_lesions.geojson",
+        folder.output_path(stem, GEOJSON_SUFFIX),
         threshold,
         classes=segmenter.classes_,
     )
@@ -509,86 +639,102 @@ def _predict_one(pipeline, slide, stem, out_dir, threshold):
     return {
         "name": slide.name,
         "path": str(slide.path) if slide.path is not None else None,
+        "classes": classes,
         "predicted_class": classes[int(np.argmax(proba))],
         "probabilities": dict(zip(classes, map(float, proba))),
         "n_tissue_tiles": len(bag),
         "top_tiles": top,
         "n_lesion_regions": len(display.lesion_map.regions),
+        "lesion_threshold": threshold,
         "lesion_map_png": str(png),
         "geojson": str(geojson),
     }
 
 
-def _write_csv(results, classes, path):
-    classes = [str(c) for c in classes]
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(
-            ["name", "path", "predicted_class"]
-            + [f"p_{c}" for c in classes]
-            + ["n_tissue_tiles", "n_lesion_regions", "top_tiles", "lesion_map_png"]
-            + ["geojson"]
-        )
-        for result in results:
-            tiles = ";".join(f"{t['x']}:{t['y']}" for t in result["top_tiles"])
-            writer.writerow(
-                [result["name"], result["path"], result["predicted_class"]]
-                + [f"{result['probabilities'][c]:.6f}" for c in classes]
-                + [result["n_tissue_tiles"], result["n_lesion_regions"], tiles]
-                + [result["lesion_map_png"], result["geojson"]]
-            )
+def _distinct_paths(paths):
+    """The slides in order, each file once (the same slide twice is one)."""
+    seen, distinct = set(), []
+    for path in paths:
+        key = Path(path).absolute()
+        if key not in seen:
+            seen.add(key)
+            distinct.append(path)
+    return distinct
 
 
 def _cmd_predict(args):
+    from ._prediction_folder import PredictionFolder
     from .io import SlideError, open_slide
 
-    pipeline, _ = load_cli_model(args.model)
-    failures = []
-    if args.skip_errors:
-        slides = []
-        for path in args.slides:
-            try:
-                slides.append(open_slide(path))
-            except (OSError, SlideError) as exc:
-                failures.append(str(exc))
-    else:
-        slides = _open_slides(args.slides)
-    _set_torch_threads(args.torch_threads)
-    out_dir = Path(args.out).absolute()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems([slide.path for slide in slides])
-    results = []
-    for slide, stem in _progress(
-        zip(slides, stems), total=len(slides), desc="Predicting", quiet=args.quiet
-    ):
+    out_dir = _check_out_dir(args.out)
+    pipeline = _load_pipeline(args.model, trust_pickle=args.trust_pickle)
+    paths = _distinct_paths(args.slides)
+    opened, unreadable = [], []
+    for path in paths:
         try:
-            results.append(_predict_one(pipeline, slide, stem, out_dir, args.threshold))
-        except (OSError, SlideError, ValueError) as exc:
+            opened.append((path, open_slide(path)))
+        except (OSError, SlideError) as exc:
             if not args.skip_errors:
                 raise CommandError(str(exc)) from exc
-            failures.append(str(exc))
-    if args.format == "json":
-        path = out_dir / "predictions.json"
-        document = {
-            "model": str(Path(args.model).absolute()),
-            "sklearn_gastric_version": __version__,
-            "classes": [str(c) for c in pipeline.classes_],
-            "lesion_threshold": args.threshold,
-            "slides": results,
-            "errors": failures,
-        }
-        path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-    else:
-        path = out_dir / "predictions.csv"
-        _write_csv(results, pipeline.classes_, path)
+            unreadable.append((path, str(exc)))
+    _make_out_dir(out_dir)
+    _set_torch_threads(args.torch_threads)
+    # Imported now, not at the first slide: Ctrl-C inside a C extension's
+    # import leaves it half-initialised, and the process aborts at exit.
+    _import_plotting()
+    model = str(Path(args.model).absolute())
+    folder = PredictionFolder(out_dir)
+    results, failures = [], []
+
+    def fail(path, stem, message):
+        folder.write_record(
+            stem,
+            {
+                "name": Path(path).name,
+                "path": str(Path(path).absolute()),
+                "model": model,
+                "error": message,
+            },
+        )
+        failures.append(message)
+
+    try:
+        for path, message in unreadable:
+            fail(path, folder.claim(path), message)
+        for path, slide in _progress(
+            opened, total=len(opened), desc="Predicting", quiet=args.quiet
+        ):
+            stem = folder.claim(path)
+            try:
+                record = _predict_one(pipeline, slide, stem, folder, args.threshold)
+            except (OSError, SlideError, ValueError) as exc:
+                fail(path, stem, str(exc))
+                if not args.skip_errors:
+                    raise CommandError(str(exc)) from exc
+                continue
+            record = {
+                **record,
+                "model": model,
+                "sklearn_gastric_version": __version__,
+            }
+            folder.write_record(stem, record)
+            results.append(record)
+    finally:
+        folder.release()
+        index, document = folder.write_index(args.format)
     width = max((len(r["name"]) for r in results), default=0)
     for result in results:
         p = result["probabilities"][result["predicted_class"]]
         print(f"{result['name']:<{width}}  {result['predicted_class']}  ({p:.2f})")
-    _say(args, f"wrote {path}")
+    earlier = len(document["slides"]) + len(document["errors"]) - len(paths)
+    _say(
+        args,
+        f"wrote {index}"
+        + (f" (with {earlier} slide(s) of earlier runs)" if earlier > 0 else ""),
+    )
     if failures:
         raise CommandError(
-            f"{len(failures)} of {len(args.slides)} slide(s) skipped:\n  "
+            f"{len(failures)} of {len(paths)} slide(s) skipped:\n  "
             + "\n  ".join(failures)
         )
     return 0
@@ -624,13 +770,15 @@ def _cmd_demo(args):
             f"--n-slides {config.n_slides} is too few for {config.cv_folds}-fold "
             f"cross-validation over 4 classes; give at least {4 * config.cv_folds}."
         )
+    out_dir = _check_out_dir(args.out)
     slide = None
     if args.slide is not None:
         (slide,) = _open_slides([args.slide])
+    _make_out_dir(out_dir)
     _set_torch_threads(args.torch_threads)
     try:
         run_demo(
-            out_dir=args.out,
+            out_dir=out_dir,
             config=config,
             slide=slide,
             random_state=args.random_state,
@@ -679,6 +827,16 @@ def _add_tiling(parser, tile_size):
     )
 
 
+def _add_trust_pickle(parser, what):
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help=f"allow {what} to be a joblib pickle (.joblib, .pkl): loading a "
+        "pickle can run any code it holds, so only for a file you made or trust. "
+        "A .sgm model is never unpickled, with or without this option",
+    )
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="sklearn-gastric",
@@ -688,7 +846,7 @@ def _build_parser():
         ),
         epilog="Run 'sklearn-gastric COMMAND --help' for a command's options. "
         "Exit status: 0 success, 2 bad input (message on stderr), 1 unexpected "
-        "failure.",
+        "failure, 130 interrupted (Ctrl-C).",
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -734,12 +892,14 @@ def _build_parser():
         metavar="MODEL",
         help="reuse the segmenter (and stain target) of this trained model",
     )
+    _add_trust_pickle(train, "the --segmenter MODEL")
     train.add_argument(
         "--out",
         required=True,
         metavar="MODEL",
-        help="model file to write: a joblib pickle, or the pickle-free format "
-        "when the name ends in .sgm",
+        help="model file to write: the pickle-free format (name it model.sgm), "
+        "or a joblib pickle when the name ends in .joblib, .pkl or .pickle "
+        "(loading it then needs --trust-pickle); checked before training",
     )
     _add_tiling(train, 256)
     train.add_argument(
@@ -808,12 +968,16 @@ def _build_parser():
             "predictions.json (or .csv): per slide the predicted class, the "
             "class probabilities and the top-K tiles; and per slide "
             "<stem>_lesion_map.png and <stem>_lesions.geojson (import into "
-            "QuPath). Nothing is written next to the slides. A .joblib model "
-            "is a pickle, which can run code when loaded: only use files you "
-            "trust; .sgm models cannot run code."
+            "QuPath), with <stem>_prediction.json, its record. Running again "
+            "into the same --out adds to it (a slide predicted again is "
+            "replaced), and runs side by side on one --out lose nothing: the "
+            "index always lists every slide in the folder. Nothing is written "
+            "next to the slides. A .sgm model cannot run code; a .joblib model "
+            "is a pickle, which can, and loads only with --trust-pickle."
         ),
     )
     predict.add_argument("model", metavar="MODEL", help="a model made by 'train'")
+    _add_trust_pickle(predict, "MODEL")
     predict.add_argument("slides", metavar="SLIDE", nargs="+", help="slide files")
     predict.add_argument(
         "--out",
@@ -890,6 +1054,17 @@ def _build_parser():
     return parser
 
 
+def _interrupted(exc):
+    """Whether ``exc`` was raised because of a KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main(argv=None):
     """Run the ``sklearn-gastric`` command line.
 
@@ -902,7 +1077,7 @@ def main(argv=None):
     -------
     status : int
         0 on success, 2 for an error the user can fix (the message is on
-        stderr), 1 for an unexpected failure.
+        stderr), 1 for an unexpected failure, 130 when interrupted (Ctrl-C).
 
     Examples
     --------
@@ -918,8 +1093,11 @@ def main(argv=None):
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"sklearn-gastric {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
+        if _interrupted(exc):  # e.g. an ImportError raised from Ctrl-C
+            print(f"sklearn-gastric {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         traceback.print_exc()
         print(
             f"sklearn-gastric {args.command}: unexpected error "

@@ -48,3 +48,21 @@ def he_target_path(data_home):
     from sklearn_gastric.datasets import fetch_he_target
 
     return fetch_he_target(data_home)
+
+
+@pytest.fixture(scope="session")
+def cli_cohort(tmp_path_factory):
+    """The command-line tests' cohort: four annotated 256-pixel TIFF slides."""
+    from cli_support import make_cli_cohort
+
+    return make_cli_cohort(tmp_path_factory.mktemp("cli_cohort"))
+
+
+@pytest.fixture(scope="session")
+def cli_model(cli_cohort, tmp_path_factory):
+    """A tiny pipeline trained by ``sklearn-gastric train``, as ``model.sgm``."""
+    from cli_support import train_cli_model
+
+    return train_cli_model(
+        cli_cohort, tmp_path_factory.mktemp("cli_model") / "model.sgm"
+    )

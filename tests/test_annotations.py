@@ -80,6 +80,47 @@ def test_read_feature_collection_kinds_and_classes(tmp_path):
             "at least 3",
         ),
         ([{"geometry": None}], "feature 0: not a GeoJSON Feature"),
+        (
+            [
+                _feature(
+                    {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [True, 1]]]}
+                )
+            ],
+            r"feature 0: a polygon point must be \[x, y\].*\[true, 1\]",
+        ),
+        (
+            [
+                _feature(
+                    {"type": "Polygon", "coordinates": [[[0, 0], ["9", 0], [1, 1]]]}
+                )
+            ],
+            r"a polygon point must be \[x, y\].*\[\"9\", 0\]",
+        ),
+        (
+            [
+                _feature(
+                    {"type": "Polygon", "coordinates": [[[0, 0, 0, 0], [9, 0], [1, 1]]]}
+                )
+            ],
+            "a polygon point must be",
+        ),
+        (
+            [_feature({"type": "GeometryCollection", "geometries": 5})],
+            "GeometryCollection geometries are not a list",
+        ),
+        (
+            [
+                {
+                    "type": "Feature",
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [_square(0, 0, 4, 4)],
+                    },
+                    "properties": {"classification": {"name": {"a": 1}}},
+                }
+            ],
+            "the classification's name must be a string",
+        ),
     ],
 )
 def test_read_errors_name_the_file_and_feature(tmp_path, content, match):
@@ -141,3 +182,18 @@ def test_sample_balances_lesion_and_negative_tiles():
     # Without annotations every sampled tile is negative.
     _, masks, labels = sample_annotated_patches(bag, [], 3, random_state=0)
     assert labels.tolist() == ["negative"] * 3 and not masks.any()
+
+
+def test_read_files_that_are_no_geojson_at_all(tmp_path):
+    deep = tmp_path / "deep.geojson"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AnnotationError, match=r"deep\.geojson' is nested too deeply"):
+        read_annotations(deep)
+    # Geometries nested as deep as JSON parses are read, not a crash.
+    geometry = {"type": "Polygon", "coordinates": [_square(0, 0, 4, 4)]}
+    for _ in range(400):
+        geometry = {"type": "GeometryCollection", "geometries": [geometry]}
+    nested = _write(tmp_path, [_feature(geometry, "HGIN")])
+    assert [r.class_name for r in read_annotations(nested)] == ["HGIN"]
+    with pytest.raises(AnnotationError, match="is a folder, not a GeoJSON file"):
+        read_annotations(tmp_path)

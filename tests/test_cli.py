@@ -1,78 +1,26 @@
 """The ``sklearn-gastric`` command, run as a user runs it: in a subprocess.
 
-One tiny model is trained once per module (the ``train`` subcommand on four
+One tiny model is trained once per session (the ``train`` subcommand on four
 synthetic 256-pixel slides with GeoJSON annotations made from their lesion
-masks); ``predict``, ``info`` and ``demo`` then run on tiny data. Error paths
-that need no model run in-process through :func:`main` to keep the suite fast.
+masks, ``tests/conftest.py``); ``predict``, ``info`` and ``demo`` then run on
+tiny data. Error paths that need no model run in-process through
+:func:`main` to keep the suite fast. Hostile inputs are in
+``test_cli_hostile.py``.
 """
 
 import csv
 import json
 import os
-import subprocess
-import sys
+import zipfile
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
-from skimage.measure import find_contours
+from cli_support import TINY_TRAIN, assert_user_error, run_cli
 
-from sklearn_gastric import __version__
+from sklearn_gastric import __version__, load_model, save_model
 from sklearn_gastric.cli import main
-from sklearn_gastric.datasets import make_gastric_slides
-
-TINY_TRAIN = [
-    "--tile-size", "32", "--depth", "2", "--base-channels", "4",
-    "--feature-dim", "8", "--epochs", "2", "--gcn-epochs", "20", "--k", "4",
-    "--patches-per-slide", "16", "--min-tissue", "0.5",
-]  # fmt: skip
-
-
-def run_cli(*args, cwd=None, env=None, timeout=300):
-    """Run ``python -m sklearn_gastric.cli ARGS``; return the CompletedProcess."""
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "sklearn_gastric.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=environment,
-        timeout=timeout,
-    )
-
-
-def assert_user_error(result, command, match):
-    """Exit status 2, one ``sklearn-gastric COMMAND: ...`` line, no traceback."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert f"sklearn-gastric {command}: " in result.stderr
-    assert match in result.stderr, result.stderr
-
-
-def polygons_of(mask):
-    """QuPath-style Polygon features outlining a boolean mask (level-0 x, y)."""
-    features = []
-    for contour in find_contours(np.pad(mask, 1).astype(float), 0.5):
-        ring = [[float(x - 0.5), float(y - 0.5)] for y, x in contour]
-        if len(ring) >= 4:
-            features.append(ring)
-    return features
-
-
-def write_annotations(path, rings, class_name):
-    features = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {
-                "objectType": "annotation",
-                "classification": {"name": class_name, "color": [200, 0, 0]},
-            },
-        }
-        for ring in rings
-    ]
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 
 
 @pytest.fixture(autouse=True)
@@ -85,53 +33,14 @@ def _keep_torch_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    """Four synthetic slides (one per class) as TIFFs, labels.csv, annotations."""
-    root = tmp_path_factory.mktemp("cli_cohort")
-    paths, labels, masks = make_gastric_slides(
-        4, size=256, lesion_fraction=0.15, out_dir=root / "slides", random_state=0
-    )
-    annotations = root / "annotations"
-    annotations.mkdir()
-    with open(root / "labels.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["slide", "label"])
-        for path, label, mask in zip(paths, labels, masks):
-            writer.writerow([Path(path).name, label])
-            if mask.any():
-                rings = polygons_of(mask)
-                write_annotations(
-                    annotations / f"{Path(path).stem}.geojson", rings, label
-                )
-    return {
-        "root": root,
-        "slides": root / "slides",
-        "labels": root / "labels.csv",
-        "annotations": annotations,
-        "paths": [Path(p) for p in paths],
-        "classes": sorted(labels),
-    }
+@pytest.fixture
+def cohort(cli_cohort):
+    return cli_cohort
 
 
-@pytest.fixture(scope="module")
-def model(cohort, tmp_path_factory):
-    """The tiny model, trained by the ``train`` subcommand."""
-    out = tmp_path_factory.mktemp("cli_model") / "model.joblib"
-    result = run_cli(
-        "train",
-        cohort["slides"],
-        cohort["labels"],
-        "--annotations",
-        cohort["annotations"],
-        "--out",
-        out,
-        "--quiet",
-        *TINY_TRAIN,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"wrote {out}" in result.stdout
-    return out
+@pytest.fixture
+def model(cli_model):
+    return cli_model
 
 
 # -- help and usage -------------------------------------------------------------
@@ -161,16 +70,17 @@ def test_usage_error_exits_2(capsys):
 
 
 def test_train_writes_a_versioned_model(model, cohort):
-    saved = joblib.load(model)
-    assert saved["kind"] == "sklearn-gastric-model"
-    assert saved["sklearn_gastric_version"] == __version__
-    assert saved["classes"] == cohort["classes"]
-    assert saved["tile_size"] == 32 and saved["k"] == 4
+    with zipfile.ZipFile(model) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["sklearn_gastric_version"] == __version__
+    metadata = manifest["metadata"]
+    assert metadata["classes"] == cohort["classes"]
+    assert metadata["tile_size"] == 32 and metadata["k"] == 4
     # The segmenter learned the annotation classes plus "negative".
-    assert saved["segmenter_classes"] == cohort["classes"]
-    assert saved["patch_counts"]["negative"] > 0
-    assert sum(saved["patch_counts"].values()) == 4 * 16
-    pipe = saved["pipeline"]
+    assert metadata["segmenter_classes"] == cohort["classes"]
+    assert metadata["patch_counts"]["negative"] > 0
+    assert sum(metadata["patch_counts"].values()) == 4 * 16
+    pipe = load_model(model)
     assert [name for name, _ in pipe.steps] == [
         "tile",
         "tissue",
@@ -182,8 +92,28 @@ def test_train_writes_a_versioned_model(model, cohort):
     assert pipe.named_steps["topk"].k == 4
 
 
+def test_train_writes_a_pickle_only_when_named_so(model, cohort, tmp_path):
+    out = tmp_path / "reuse.joblib"
+    argv = ["train", str(cohort["slides"]), str(cohort["labels"])]
+    argv += ["--segmenter", str(model), "--out", str(out), "-q", "--gcn-epochs", "5"]
+    assert main([*argv, "--min-tissue", "0.5"]) == 0
+    envelope = joblib.load(out)
+    assert envelope["format"] == "sklearn-gastric-model"
+    assert envelope["sklearn_gastric_version"] == __version__
+    assert envelope["metadata"]["classes"] == cohort["classes"]
+    assert envelope["model"].named_steps["topk"].k == 10
+    # ... which predict then loads only when told to trust it.
+    slide = str(cohort["paths"][0])
+    predictions = tmp_path / "predictions"
+    result = run_cli("predict", out, slide, "--out", predictions)
+    assert_user_error(result, "predict", "--trust-pickle")
+    assert not predictions.exists()
+    result = run_cli("predict", out, slide, "--out", predictions, "--trust-pickle")
+    assert result.returncode == 0, result.stderr
+
+
 def test_train_error_paths(cohort, tmp_path, capsys):
-    out = tmp_path / "model.joblib"
+    out = tmp_path / "model.sgm"
     common = ["--out", str(out), *TINY_TRAIN]
     slides, labels = str(cohort["slides"]), str(cohort["labels"])
     annotations = ["--annotations", str(cohort["annotations"])]
@@ -232,7 +162,7 @@ def test_train_missing_labels_file_in_subprocess(cohort, tmp_path):
         "--annotations",
         cohort["annotations"],
         "--out",
-        tmp_path / "m.joblib",
+        tmp_path / "m.sgm",
     )
     assert_user_error(result, "train", "labels.csv' does not exist")
 
@@ -244,10 +174,8 @@ def test_train_classifier_only_with_a_reused_segmenter(model, cohort, tmp_path, 
     argv += ["--segmenter", str(model), "--out", str(out), "--quiet", "--k", "3"]
     argv += ["--gcn-epochs", "5", "--min-tissue", "0.5"]
     assert main(argv) == 0
-    from sklearn_gastric._persistence import load_model
-
     pipe = load_model(out)
-    original = joblib.load(model)["pipeline"].named_steps["seg"].estimator
+    original = load_model(model).named_steps["seg"].estimator
     reused = pipe.named_steps["seg"].estimator
     assert pipe.named_steps["tile"].tile_size == 32
     assert pipe.named_steps["topk"].k == 3
@@ -280,7 +208,7 @@ def test_predict_json_with_lesion_maps(model, cohort, tmp_path):
     assert sorted(os.listdir(cohort["slides"])) == before
     document = json.loads((out / "predictions.json").read_text())
     assert document["classes"] == cohort["classes"]
-    pipe = joblib.load(model)["pipeline"]
+    pipe = load_model(model)
     expected = pipe.predict_proba([str(p) for p in slides])
     assert [s["name"] for s in document["slides"]] == [p.name for p in slides]
     for entry, proba, path in zip(document["slides"], expected, slides):
@@ -359,11 +287,12 @@ def test_predict_skip_errors_goes_on(model, cohort, tmp_path, capsys):
 
 
 def test_predict_model_of_another_version(model, cohort, tmp_path):
-    saved = joblib.load(model)
-    saved["sklearn_gastric_version"] = "0.0.7"
-    old = tmp_path / "old.joblib"
-    joblib.dump(saved, old)
-    result = run_cli("predict", old, cohort["paths"][0], "--out", tmp_path / "o")
+    old = save_model(load_model(model), tmp_path / "old.joblib")
+    envelope = joblib.load(old)
+    envelope["sklearn_gastric_version"] = "0.0.7"
+    joblib.dump(envelope, old)
+    argv = ["predict", old, cohort["paths"][0], "--out", tmp_path / "o"]
+    result = run_cli(*argv, "--trust-pickle")
     assert_user_error(result, "predict", str(old))
     assert f"made by sklearn-gastric 0.0.7; this is sklearn-gastric {__version__}" in (
         result.stderr
@@ -380,13 +309,14 @@ def test_predict_error_paths(model, cohort, tmp_path, capsys):
 
     assert "does not exist" in error(["predict", str(tmp_path / "no.joblib"), slide])
     text = _write(tmp_path / "notes.joblib", "hello")
-    assert "is not a sklearn-gastric model file" in error(
-        ["predict", text, slide, *out]
+    assert "it can only be a pickle" in error(["predict", text, slide, *out])
+    assert "it cannot be unpickled" in error(
+        ["predict", text, slide, *out, "--trust-pickle"]
     )
     other = tmp_path / "other.joblib"
     joblib.dump({"weights": [1, 2]}, other)
-    assert "is not a sklearn-gastric model file" in error(
-        ["predict", str(other), slide, *out]
+    assert "holds a dict, not an estimator" in error(
+        ["predict", str(other), slide, *out, "--trust-pickle"]
     )
     assert "no such file" in error(["predict", str(model), "nope.tiff", *out])
     assert not (tmp_path / "o").exists()

@@ -288,13 +288,20 @@ def test_rgba_16bit_and_gray_arrays_are_refused(array, cause):
         PatchSegmenter().fit(array[None], np.zeros((1, 64, 64)))
 
 
-def test_sixteen_bit_tiff_is_refused(tmp_path):
+def test_sixteen_bit_tiffs(tmp_path):
+    """A stripped 16-bit TIFF is refused; a tiled one reads through OpenSlide
+    (libtiff's RGBA interface), each channel brought to 8 bits."""
     import tifffile
 
-    path = tmp_path / "deep.tiff"
-    tifffile.imwrite(path, np.zeros((64, 64, 3), np.uint16), photometric="rgb")
+    deep = np.random.default_rng(0).integers(0, 2**16, (512, 512, 3), dtype=np.uint16)
+    stripped = tmp_path / "deep.tiff"
+    tifffile.imwrite(stripped, deep, photometric="rgb")
     with pytest.raises(SlideError, match=r"Slide 'deep.tiff': .*not in a format"):
-        open_slide(path)
+        open_slide(stripped)
+    tiled = tmp_path / "deep_tiled.tiff"
+    tifffile.imwrite(tiled, deep, photometric="rgb", tile=(256, 256))
+    pixels = open_slide(tiled).read_region((0, 0), 0, (512, 512)).astype(int)
+    assert np.abs(pixels - deep // 257).max() <= 1
 
 
 def test_all_white_slide(tiny_segmenter):
@@ -376,7 +383,9 @@ def test_labels_of_the_wrong_length():
     with pytest.raises(ValueError, match=message):
         ProportionThresholdClassifier().fit(bags, ["negative", "HGIN", "HGIN"])
     patches = np.zeros((4, 16, 16, 3), np.uint8)
-    with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"PatchSegmenter: X has 4 patches but y has 2 labels"
+    ):
         PatchSegmenter(depth=2).fit(patches, np.zeros((4, 16, 16)), labels=[0, 1])
 
 
@@ -404,7 +413,8 @@ def test_gcn_fit_with_one_class_only():
     rng = np.random.default_rng(0)
     graphs = PearsonGraphBuilder().transform([_bag(f"s{i}", rng) for i in range(3)])
     with pytest.raises(
-        ValueError, match=r"GCN fit needs at least two classes; got only 'HGIN'\.$"
+        ValueError,
+        match=r"GCNSlideClassifier: fit needs at least two classes; got only 'HGIN'\.$",
     ):
         GCNSlideClassifier(max_epochs=1).fit(graphs, ["HGIN"] * 3)
 
@@ -416,3 +426,200 @@ def test_no_warning_on_clean_input(good_tiff, tiny_segmenter):
         (out,) = tiny_segmenter.set_params(on_error="skip").transform(bags)
     tiny_segmenter.set_params(on_error="raise")
     assert len(out) == len(bags[0])
+
+
+# -- missing labels, n_jobs, devices ------------------------------------------------
+
+
+def _slide_fits():
+    """``fit(labels)`` of every estimator that learns from labels."""
+    rng = np.random.default_rng(0)
+    bags = [_bag(f"s{i}", rng) for i in range(4)]
+    graphs = PearsonGraphBuilder().transform(bags)
+    patches = np.zeros((4, 16, 16, 3), np.uint8)
+    masks = np.zeros((4, 16, 16))
+    return {
+        "GCNSlideClassifier": lambda y: GCNSlideClassifier(max_epochs=1).fit(graphs, y),
+        "PooledFeatureClassifier": lambda y: PooledFeatureClassifier().fit(bags, y),
+        "ProportionThresholdClassifier": lambda y: ProportionThresholdClassifier().fit(
+            bags, y
+        ),
+        "PatchSegmenter": lambda y: PatchSegmenter(depth=2, max_epochs=1).fit(
+            patches, masks, y
+        ),
+    }
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), np.float32("nan")])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GCNSlideClassifier",
+        "PooledFeatureClassifier",
+        "ProportionThresholdClassifier",
+        "PatchSegmenter",
+    ],
+)
+def test_a_missing_label_is_named_by_its_position(name, missing):
+    fit = _slide_fits()[name]
+    unit = "patch" if name == "PatchSegmenter" else "slide"
+    labels = ["negative", "HGIN", missing, "HGIN"]
+    with pytest.raises(ValueError, match=rf"{name}: the label of {unit} 2 is missing"):
+        fit(labels)
+    # A list of numbers with a NaN, and an array of them, too.
+    with pytest.raises(ValueError, match=rf"the label of {unit} 1 is missing"):
+        fit(np.array([0.0, np.nan, 1.0, 1.0]))
+
+
+def test_labels_of_mixed_kinds_and_none_at_all():
+    rng = np.random.default_rng(0)
+    graphs = PearsonGraphBuilder().transform([_bag(f"s{i}", rng) for i in range(4)])
+    clf = GCNSlideClassifier(max_epochs=1)
+    with pytest.raises(ValueError, match=r"y mixes strings and other labels \('a'"):
+        clf.fit(graphs, ["a", 1, "b", 2])
+    with pytest.raises(
+        ValueError, match=r"GCNSlideClassifier: y is None; fit needs one label per"
+    ):
+        clf.fit(graphs, None)
+    with pytest.raises(ValueError, match="got a single label"):
+        clf.fit(graphs, "HGIN")
+
+
+N_JOBS_ESTIMATORS = [
+    StainNormalizer,
+    OtsuFilter,
+    TopKSelector,
+    PearsonGraphBuilder,
+    PatchSegmenter,
+    PooledFeatureClassifier,
+    ProportionThresholdClassifier,
+]
+
+
+@pytest.mark.parametrize("estimator", N_JOBS_ESTIMATORS, ids=lambda e: e.__name__)
+def test_n_jobs_zero_is_refused_in_fit(estimator):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(
+        InvalidParameterError,
+        match=rf"'n_jobs' parameter of {estimator.__name__} must be .* Got 0 instead",
+    ):
+        estimator(n_jobs=0).fit([], [])
+    estimator(n_jobs=-1).set_params(n_jobs=2)  # the other joblib values stay valid
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("potato", "device='potato' is not a torch device"),
+        ("cuda:7", "device='cuda:7'"),
+        ("meta", "device='meta' is a 'meta' device, which sklearn-gastric does"),
+    ],
+)
+def test_bad_devices_are_refused_in_fit(device, match):
+    rng = np.random.default_rng(0)
+    graphs = PearsonGraphBuilder().transform([_bag(f"s{i}", rng) for i in range(4)])
+    with pytest.raises(ValueError, match=rf"GCNSlideClassifier: {match}"):
+        GCNSlideClassifier(device=device).fit(graphs, ["a", "b"] * 2)
+    patches = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match=rf"PatchSegmenter: {match}"):
+        PatchSegmenter(device=device, depth=2).fit(patches, np.zeros((4, 16, 16)))
+
+
+# -- slides too large to read in bounded time --------------------------------------
+
+
+def test_a_grid_of_too_many_tiles_is_refused():
+    # 30,000 x 30,000 pixels that take no memory: one value, broadcast.
+    vast = np.broadcast_to(np.uint8(200), (30_000, 30_000, 3))
+    slide = open_slide(vast, name="vast")
+    with pytest.raises(ValueError, match=r"Slide 'vast': a grid of 7500x7500 tiles"):
+        Tiler(tile_size=4).fit_transform([slide])
+    assert len(Tiler(tile_size=512).fit_transform([slide])[0]) == 58**2
+
+
+def test_views_of_a_slide_without_a_pyramid_are_bounded(monkeypatch):
+    import sklearn_gastric.io._view as view_module
+    from sklearn_gastric.io import low_resolution_view
+
+    slide = open_slide(_smooth_rgb(2400, 1600), name="flat")
+    assert slide.level_dimensions == ((1600, 2400), (400, 600))
+    monkeypatch.setattr(view_module, "MAX_VIEW_READ_PIXELS", 300_000)
+    # A coarse view reads the 400x600 level, within the bound.
+    view, downsample = low_resolution_view(slide, 8)
+    assert view.shape == (300, 200, 3) and downsample == 8
+    for read in (
+        lambda: low_resolution_view(slide, 2),
+        lambda: slide.get_thumbnail(800),
+        lambda: OtsuFilter().fit_transform(Tiler(tile_size=8).fit_transform([slide])),
+    ):
+        with pytest.raises(
+            SlideError,
+            match=r"Slide 'flat': a view at downsample .* level 0 \(1600x2400",
+        ):
+            read()
+
+
+# -- corrupt tiles of a single-level file in slide mode ---------------------------
+
+
+@pytest.fixture(scope="module")
+def corrupt_flat_tiff(tmp_path_factory):
+    """A single-level TIFF (no pyramid, so slide mode reads level 0) whose
+    tile at level-0 (128, 0) holds zeros, not JPEG; and its good original."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("flat")
+    good = write_pyramidal_tiff(
+        _smooth_rgb(512, 512), folder / "flat.tiff", tile_size=TILE, levels=1
+    )
+    path = folder / "corrupt_flat.tiff"
+    shutil.copy(good, path)
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1
+        offset = tif.pages[0].dataoffsets[CORRUPT_INDEX]
+        count = tif.pages[0].databytecounts[CORRUPT_INDEX]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * count)
+    return good, path
+
+
+def test_slide_mode_names_the_corrupt_tile_or_skips_it(corrupt_flat_tiff):
+    good, corrupt = corrupt_flat_tiff
+    tiler = Tiler(tile_size=64)
+    with pytest.raises(
+        SlideError,
+        match=r"Slide 'corrupt_flat.tiff': the file's tile at level-0 "
+        r"\(x, y\) = \(128, 0\), 128x128 px, cannot be read",
+    ):
+        OtsuFilter(min_tissue=0).transform(tiler.transform([corrupt]))
+    with pytest.warns(UnreadableTileWarning, match=r"\(128, 0\), 128x128 px"):
+        (skipped,) = OtsuFilter(min_tissue=0, on_error="skip").transform(
+            tiler.transform([corrupt])
+        )
+    (reference,) = OtsuFilter(min_tissue=0).transform(tiler.transform([good]))
+    # The corrupt file tile counts as glass; every other grid tile is as in
+    # the good file.
+    inside = (
+        (reference.coords[:, 0] >= 128)
+        & (reference.coords[:, 0] < 256)
+        & (reference.coords[:, 1] < 128)
+    )
+    np.testing.assert_array_equal(skipped.coords, reference.coords)
+    assert np.all(skipped.tissue_fraction[inside] == 0)
+    np.testing.assert_allclose(
+        skipped.tissue_fraction[~inside], reference.tissue_fraction[~inside]
+    )
+
+
+def test_a_plain_image_that_cannot_be_decoded_is_named_as_a_region(tmp_path):
+    path = tmp_path / "cut.png"
+    Image.fromarray(_smooth_rgb(600, 600)).save(path)
+    path.write_bytes(path.read_bytes()[:20_000])
+    bags = Tiler(tile_size=64).transform([path])
+    with pytest.raises(SlideError, match=r"Slide 'cut.png': reading the region at"):
+        OtsuFilter().transform(bags)
+    with pytest.warns(UnreadableTileWarning, match="the region counts as glass"):
+        (bag,) = OtsuFilter(on_error="skip").transform(bags)
+    assert len(bag) == 0

@@ -11,6 +11,14 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from hostile_models import (
+    Payload,
+    declare_array,
+    find,
+    read_members,
+    rewrite,
+    zip_bomb,
+)
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -91,53 +99,8 @@ def model_file(fitted_pipeline, tmp_path):
     return save_model(fitted_pipeline, tmp_path / "model.sgm")
 
 
-class _Payload:
-    """Unpickling this creates ``marker``: proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
-
-
-def _rewrite(path, *, manifest=None, members=None, drop=()):
-    """Copy a model file with an edited manifest and/or replaced members."""
-    with zipfile.ZipFile(path) as archive:
-        contents = {name: archive.read(name) for name in archive.namelist()}
-    data = json.loads(contents["manifest.json"])
-    if manifest is not None:
-        manifest(data)
-    contents["manifest.json"] = json.dumps(data).encode()
-    contents.update(members or {})
-    for name in drop:
-        del contents[name]
-    tampered = Path(path).with_name("tampered.sgm")
-    with zipfile.ZipFile(tampered, "w") as archive:
-        for name, content in contents.items():
-            archive.writestr(name, content)
-    return tampered
-
-
-def _find(node, predicate):
-    """The first JSON object of the manifest for which ``predicate`` holds."""
-    if isinstance(node, dict):
-        if predicate(node):
-            return node
-        children = node.values()
-    elif isinstance(node, list):
-        children = node
-    else:
-        return None
-    for child in children:
-        found = _find(child, predicate)
-        if found is not None:
-            return found
-    return None
-
-
 def _estimator_node(data, name):
-    return _find(
+    return find(
         data,
         lambda node: node.get("__estimator__", [None])[0] == f"sklearn_gastric.{name}",
     )["__estimator__"]
@@ -307,7 +270,7 @@ def test_gpu_model_loads_on_cpu_without_cuda(segmenter, tmp_path):
         net[1]["device"] = "cuda"
 
     with pytest.warns(DeviceWarning, match="'cuda', which is not available"):
-        loaded = load_model(_rewrite(path, manifest=on_cuda))
+        loaded = load_model(rewrite(path, manifest=on_cuda))
     patches = make_patch_dataset(2, tile_size=TILE, random_state=1)[0]
     np.testing.assert_array_equal(
         loaded.predict_proba_maps(patches), segmenter.predict_proba_maps(patches)
@@ -357,20 +320,20 @@ def test_refuses_a_newer_major_version(model_file):
         match=rf"made by sklearn-gastric {major + 1}\.2 .*this is {major}\.\d+ "
         r".*upgrade",
     ):
-        load_model(_rewrite(model_file, manifest=newer))
+        load_model(rewrite(model_file, manifest=newer))
 
     def newer_format(data):
         data["format_version"] += 1
 
     with pytest.raises(ModelFileError, match="upgrade sklearn-gastric"):
-        load_model(_rewrite(model_file, manifest=newer_format))
+        load_model(rewrite(model_file, manifest=newer_format))
 
 
 def test_refuses_a_pickle_without_unpickling_it(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "model.joblib"
-    joblib.dump(_Payload(marker), path)
-    with pytest.raises(ModelFileError, match=r"model\.joblib.*not a zip archive"):
+    joblib.dump(Payload(marker), path)
+    with pytest.raises(ModelFileError, match=r"model\.joblib.*can only be a pickle"):
         load_model(path)
     assert not marker.exists()
     # The payload is live: unpickling it does create the marker.
@@ -381,7 +344,7 @@ def test_refuses_a_pickle_without_unpickling_it(tmp_path):
 def test_refuses_a_torch_save_archive(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "model.pt"
-    torch.save({"payload": _Payload(marker)}, path)
+    torch.save({"payload": Payload(marker)}, path)
     with pytest.raises(ModelFileError, match=r"model\.pt': no manifest\.json"):
         load_model(path)
     assert not marker.exists()
@@ -389,8 +352,8 @@ def test_refuses_a_torch_save_archive(tmp_path):
 
 def test_refuses_an_extra_pickle_member(model_file, tmp_path):
     marker = tmp_path / "pwned"
-    tampered = _rewrite(
-        model_file, members={"payload.pkl": pickle.dumps(_Payload(marker))}
+    tampered = rewrite(
+        model_file, members={"payload.pkl": pickle.dumps(Payload(marker))}
     )
     with pytest.raises(ModelFileError, match=r"tampered\.sgm.*'payload\.pkl'"):
         load_model(tampered)
@@ -400,15 +363,17 @@ def test_refuses_an_extra_pickle_member(model_file, tmp_path):
 @pytest.mark.parametrize("kind", ["pickle", "object-npy"])
 def test_refuses_a_pickle_in_place_of_an_array(model_file, tmp_path, kind):
     marker = tmp_path / "pwned"
-    payload = np.array([_Payload(marker)], dtype=object)
+    payload = np.array([Payload(marker)], dtype=object)
     if kind == "pickle":
         content = pickle.dumps(payload)
     else:
         buffer = __import__("io").BytesIO()
         np.save(buffer, payload, allow_pickle=True)
         content = buffer.getvalue()
-    tampered = _rewrite(model_file, members={"arrays/00000.npy": content})
-    with pytest.raises(ModelFileError, match=r"'arrays/00000\.npy' is not a plain"):
+    tampered = rewrite(model_file, members={"arrays/00000.npy": content})
+    # Refused from the .npy header, before any byte of the payload is read.
+    expected = "is not a plain" if kind == "pickle" else "dtype object is not allowed"
+    with pytest.raises(ModelFileError, match=expected):
         load_model(tampered)
     assert not marker.exists()
 
@@ -435,16 +400,16 @@ def test_refuses_a_class_outside_the_allowlist(
         ModelFileError,
         match=rf"class '{re.escape(class_name)}' is not one of the estimators",
     ):
-        load_model(_rewrite(model_file, manifest=swap_class))
+        load_model(rewrite(model_file, manifest=swap_class))
     assert not marker.exists()
 
 
 def _shape_edit(data):
-    _find(data, lambda node: "__array__" in node)["__array__"][2] = [7]
+    find(data, lambda node: "__array__" in node)["__array__"][2] = [7]
 
 
 def _dtype_edit(data):
-    _find(data, lambda node: "__tensor__" in node)["__tensor__"][1] = "float64"
+    find(data, lambda node: "__tensor__" in node)["__tensor__"][1] = "float64"
 
 
 def _network_size_edit(data):
@@ -464,6 +429,10 @@ def _memory_edit(data):
     data["model"]["__estimator__"][1]["memory"] = "/tmp/elsewhere"
 
 
+def _parameter_edit(data):
+    _estimator_node(data, "TopKSelector")[1]["k"] = -5
+
+
 def _tag_edit(data):
     _estimator_node(data, "TopKSelector")[1]["k"] = {"__import__": "os"}
 
@@ -473,33 +442,37 @@ def _tag_edit(data):
     [
         (_shape_edit, r"holds <f8 \[2, 3\]; the manifest says <f8 \[7\]"),
         (_dtype_edit, r"the manifest says <f8"),
-        (_network_size_edit, "the weights do not fit the network"),
+        (_network_size_edit, "stored weights do not fit the network"),
         (_attribute_edit, "'transform' is not a fitted attribute"),
         (_dunder_edit, "'__class__' is not a fitted attribute"),
         (_memory_edit, "never sets a cache location"),
         (_tag_edit, "unknown tag '__import__'"),
+        (_parameter_edit, "The 'k' parameter of TopKSelector must be an int"),
     ],
-    ids=["shape", "dtype", "network", "method", "dunder", "memory", "tag"],
+    ids=["shape", "dtype", "network", "method", "dunder", "memory", "tag", "param"],
 )
 def test_refuses_a_manifest_that_disagrees(model_file, edit, match):
     with pytest.raises(ModelFileError, match=match):
-        load_model(_rewrite(model_file, manifest=edit))
+        load_model(rewrite(model_file, manifest=edit))
 
 
 def test_refuses_missing_and_unreferenced_arrays(model_file):
     with pytest.raises(ModelFileError, match=r"names 'arrays/00000\.npy', which"):
-        load_model(_rewrite(model_file, drop=["arrays/00000.npy"]))
+        load_model(rewrite(model_file, drop=["arrays/00000.npy"]))
     buffer = __import__("io").BytesIO()
     np.save(buffer, np.zeros(3))
     extra = {"arrays/99999.npy": buffer.getvalue()}
-    with pytest.raises(ModelFileError, match=r"'arrays/99999\.npy'\] are not ref"):
-        load_model(_rewrite(model_file, members=extra))
+    with pytest.raises(
+        ModelFileError,
+        match=r"1 member\(s\) are not referenced by the manifest \(arrays/99999\.npy\)",
+    ):
+        load_model(rewrite(model_file, members=extra))
 
 
 def test_refuses_non_model_files(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a model")
-    with pytest.raises(ModelFileError, match=r"notes\.txt.*not a zip archive"):
+    with pytest.raises(ModelFileError, match=r"notes\.txt.*can only be a pickle"):
         load_model(text)
     other_zip = tmp_path / "other.zip"
     with zipfile.ZipFile(other_zip, "w") as archive:
@@ -508,3 +481,145 @@ def test_refuses_non_model_files(tmp_path):
         load_model(other_zip)
     with pytest.raises(FileNotFoundError, match="missing.sgm"):
         load_model(tmp_path / "missing.sgm")
+
+
+# Hostile files: never code, bounded memory, clear messages
+
+
+@pytest.mark.parametrize("name", ["evil.sgm", "EVIL.SGM", "evil.Sgm", "m.joblib.sgm"])
+def test_a_file_named_sgm_is_never_unpickled(tmp_path, name):
+    marker = tmp_path / "pwned"
+    path = tmp_path / name
+    joblib.dump(Payload(marker), path)
+    for trust in (False, True):
+        with pytest.raises(ModelFileError, match="is named .sgm but is not"):
+            load_model(path, trust_pickle=trust)
+    assert not marker.exists()
+
+
+def test_pickles_are_written_and_read_only_on_request(
+    fitted_pipeline, cohort, tmp_path
+):
+    path = save_model(fitted_pipeline, tmp_path / "model.pkl", metadata={"run": 1})
+    envelope = joblib.load(path)
+    assert envelope["format"] == "sklearn-gastric-model"
+    assert envelope["metadata"] == {"run": 1}
+    with pytest.raises(ModelFileError, match=r"model\.pkl.*trust_pickle=True"):
+        load_model(path)
+    loaded = load_model(path, trust_pickle=True)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(cohort[0]), fitted_pipeline.predict_proba(cohort[0])
+    )
+    # A plain joblib.dump of an estimator loads too, when trusted.
+    joblib.dump(TopKSelector(k=3), tmp_path / "plain.joblib")
+    assert load_model(tmp_path / "plain.joblib", trust_pickle=True).k == 3
+    # A pickle-free file loads whatever its name, trust or not.
+    renamed = tmp_path / "model.joblib"
+    os.replace(save_model(fitted_pipeline, tmp_path / "m.sgm"), renamed)
+    assert isinstance(load_model(renamed), Pipeline)
+
+
+def test_metadata_is_kept_in_the_manifest(model_file, fitted_pipeline, tmp_path):
+    path = save_model(fitted_pipeline, tmp_path / "m.sgm", metadata={"slides": 6})
+    with zipfile.ZipFile(path) as archive:
+        assert json.loads(archive.read("manifest.json"))["metadata"] == {"slides": 6}
+    with pytest.raises(TypeError, match="metadata must hold JSON values only"):
+        save_model(fitted_pipeline, tmp_path / "x.sgm", metadata={"f": print})
+    assert not (tmp_path / "x.sgm").exists()
+
+
+def _peak_bytes(function):
+    """Peak memory Python and numpy allocate while ``function`` runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("manifest_agrees", [True, False])
+def test_an_array_declaring_terabytes_is_refused_before_allocating(
+    model_file, manifest_agrees
+):
+    tampered = declare_array(model_file, (10**6, 10**6), in_manifest=manifest_agrees)
+    match = "but holds" if manifest_agrees else "the manifest says"
+
+    def load():
+        with pytest.raises(ModelFileError, match=match):
+            load_model(tampered)
+
+    assert _peak_bytes(load) < 64 * 2**20
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(model_file, tmp_path):
+    bomb = zip_bomb(model_file)
+    contents = read_members(model_file)
+
+    def load():
+        with pytest.raises(ModelFileError, match="more than the 16777216 a model"):
+            load_model(bomb)
+
+    assert _peak_bytes(load) < 16 * 2**20
+    # An array member compressed (a bomb of zeros, say) is refused as such.
+    member = next(name for name in contents if name.startswith("arrays/"))
+    with zipfile.ZipFile(bomb, "w") as archive:
+        for name, content in contents.items():
+            kind = zipfile.ZIP_DEFLATED if name == member else zipfile.ZIP_STORED
+            archive.writestr(name, content, compress_type=kind)
+    with pytest.raises(ModelFileError, match=rf"'{member}' is compressed"):
+        load_model(bomb)
+
+
+def test_a_network_larger_than_its_weights_is_never_built(model_file):
+    def inflate(data):
+        net = _estimator_node(data, "PatchSegmenter")[2]["net_"]["__skorch_net__"]
+        net[1]["module__base_channels"] = 10**6
+
+    def load():
+        with pytest.raises(ModelFileError, match="module__base_channels=1000000"):
+            load_model(rewrite(model_file, manifest=inflate))
+
+    assert _peak_bytes(load) < 64 * 2**20
+
+
+def test_a_fitted_attribute_may_not_shadow_a_parameter(model_file):
+    def shadow(data):
+        _estimator_node(data, "TopKSelector")[2]["k"] = 10**9
+
+    with pytest.raises(ModelFileError, match="'k' is a parameter of sklearn_gastric"):
+        load_model(rewrite(model_file, manifest=shadow))
+
+
+def test_truncated_files_and_folders_are_named_as_such(model_file, tmp_path):
+    cut = tmp_path / "cut.sgm"
+    cut.write_bytes(Path(model_file).read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match=r"cut\.sgm' is truncated or damaged"):
+        load_model(cut)
+    with pytest.raises(ModelFileError, match="is a folder, not a model file"):
+        load_model(tmp_path)
+    (tmp_path / "empty.sgm").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"empty\.sgm' is empty"):
+        load_model(tmp_path / "empty.sgm")
+    if os.path.exists("/dev/null"):
+        with pytest.raises(ModelFileError, match="is not a regular file"):
+            load_model("/dev/null")
+
+
+def test_a_failed_save_keeps_the_previous_file(
+    fitted_pipeline, model_file, monkeypatch
+):
+    model_file = Path(model_file)
+    before = model_file.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np.lib.format, "write_array", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(fitted_pipeline, model_file)
+    assert model_file.read_bytes() == before
+    assert sorted(p.name for p in model_file.parent.iterdir()) == [model_file.name]

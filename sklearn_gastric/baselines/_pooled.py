@@ -1,16 +1,15 @@
 """A pooling baseline: the mean (or max) tile feature vector into a classifier."""
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from ..graph._bags import check_slide_labels, check_tile_bags, require_column
+from ..graph._bags import check_tile_bags, require_column
 from ..utils import map_slides
 from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
+from ..utils._validation import N_JOBS, check_labels
 
 __all__ = ["PooledFeatureClassifier"]
 
@@ -94,7 +93,7 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "pooling": [StrOptions({"mean", "max"})],
         "estimator": [HasMethods(["fit", "predict"]), None],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
     }
 
     def __init__(self, pooling="mean", estimator=None, *, n_jobs=None):
@@ -118,7 +117,7 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
         self : PooledFeatureClassifier
         """
         bags = check_tile_bags(X, type(self).__name__)
-        y = check_slide_labels(y, len(bags), type(self).__name__)
+        y = check_labels(y, len(bags), type(self).__name__)
         pooled = self._pool(bags, reference="the first slide has")
         self.n_tile_features_ = pooled.shape[1]
         estimator = self.estimator

@@ -1,15 +1,14 @@
 """The background art: per-class thresholds on the proportion of tiles."""
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..datasets import GASTRIC_CLASSES
-from ..graph._bags import check_slide_labels, check_tile_bags, require_column
+from ..graph._bags import check_tile_bags, require_column
 from ..utils import map_slides
 from ..utils._sklearn_compat import _fit_context
+from ..utils._validation import N_JOBS, check_labels
 
 __all__ = ["ProportionThresholdClassifier"]
 
@@ -113,7 +112,7 @@ class ProportionThresholdClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "columns": ["array-like", None],
         "severity_order": ["array-like", None],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
     }
 
     def __init__(self, columns=None, severity_order=None, *, n_jobs=None):
@@ -138,7 +137,7 @@ class ProportionThresholdClassifier(ClassifierMixin, BaseEstimator):
         """
         severity, column_to_class = self._check_classes()
         bags = check_tile_bags(X, type(self).__name__)
-        y = check_slide_labels(y, len(bags), type(self).__name__)
+        y = check_labels(y, len(bags), type(self).__name__)
         rank_of = {label: i for i, label in enumerate(severity.tolist())}
         unknown = sorted({str(label) for label in y if label not in rank_of})
         if unknown:

@@ -49,27 +49,3 @@ def score_order(scores, coords):
     """
     index = np.arange(len(scores))
     return np.lexsort((index, coords[:, 0], coords[:, 1], -scores.astype(np.float64)))
-
-
-def check_slide_labels(y, n_slides, estimator_name):
-    """``y`` as a 1-d array of one label per slide, with at least two classes."""
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import column_or_1d
-
-    y = np.asarray(y)
-    n_labels = 1 if y.ndim == 0 else len(y)
-    if n_labels != n_slides:
-        raise ValueError(
-            f"X has {n_slides} slides but y has {n_labels} labels; they must match."
-        )
-    if n_slides == 0:
-        raise ValueError(f"{estimator_name} fit needs at least one slide.")
-    y = column_or_1d(y, warn=True)
-    check_classification_targets(y)
-    classes = np.unique(y)
-    if len(classes) < 2:
-        raise ValueError(
-            f"{estimator_name} fit needs at least two classes; got only "
-            f"{classes.tolist()[0]!r}."
-        )
-    return y

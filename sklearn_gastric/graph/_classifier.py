@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ._bags import check_slide_labels
+from ..utils._validation import check_device, check_labels
 from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
 from ._slide_graph import SlideGraph
 
@@ -176,8 +176,9 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : GCNSlideClassifier
         """
+        check_device(self.device, type(self).__name__)
         graphs = _check_graphs(X)
-        y = check_slide_labels(y, len(graphs), "GCN")
+        y = check_labels(y, len(graphs), type(self).__name__)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         self.n_node_features_ = graphs[0].n_features
         _check_feature_length(graphs, self.n_node_features_, "the first graph has")

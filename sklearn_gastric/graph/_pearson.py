@@ -1,12 +1,13 @@
 """The Pearson graph over a slide's top-K tiles (step 7)."""
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, validate_params
+from ..utils._validation import N_JOBS
 from ._bags import check_tile_bags, require_column, score_order
 from ._slide_graph import SlideGraph
 
@@ -195,7 +196,7 @@ class PearsonGraphBuilder(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "threshold": [Interval(Real, -1, 2, closed="both")],
         "rule": [StrOptions({"similarity", "distance"})],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
     }
 
     def __init__(self, threshold=0.5, rule="similarity", *, n_jobs=None):

@@ -6,6 +6,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, _fit_context
+from ..utils._validation import N_JOBS
 from ._bags import check_tile_bags, require_column, score_order
 
 __all__ = ["TopKSelector"]
@@ -71,7 +72,7 @@ class TopKSelector(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "k": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
     }
 
     def __init__(self, k=10, *, n_jobs=None):

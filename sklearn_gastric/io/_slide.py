@@ -1,12 +1,13 @@
 """One read interface over OpenSlide files and in-memory RGB arrays."""
 
+import math
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Slide", "SlideError", "open_slide"]
+__all__ = ["Slide", "SlideError", "UnreadableTileWarning", "open_slide"]
 
 # Extensions that OpenSlide does not read but PIL does: opened through
 # ``openslide.ImageSlide`` so that a PNG target or a JPEG crop works as a slide.
@@ -19,6 +20,10 @@ _ARRAY_SMALLEST_LEVEL_SIDE = 512
 
 class SlideError(ValueError):
     """A slide cannot be opened or read; the message names the slide."""
+
+
+class UnreadableTileWarning(UserWarning):
+    """A tile that cannot be read was skipped (``on_error="skip"``)."""
 
 
 class Slide:
@@ -341,21 +346,96 @@ class Slide:
         Returns
         -------
         thumbnail : ndarray of shape (h, w, 3), dtype uint8
-            The whole slide, aspect ratio kept, read from the coarsest level
-            that is still at least as large as the thumbnail.
+            The whole slide, aspect ratio kept, read chunk by chunk from the
+            coarsest level that is still at least as large as the thumbnail
+            (:func:`~sklearn_gastric.io.low_resolution_view`), then
+            area-resized.
+
+        Raises
+        ------
+        SlideError
+            The level to read is too large to read in bounded time (no
+            pyramid), or cannot be read.
         """
+        from ._view import low_resolution_view
+
         if np.isscalar(max_size):
             max_size = (int(max_size), int(max_size))
         max_w, max_h = (int(v) for v in max_size)
         width, height = self.dimensions
         scale = max(width / max_w, height / max_h, 1.0)
         out_w, out_h = max(1, round(width / scale)), max(1, round(height / scale))
-        level = self.get_best_level_for_downsample(scale)
-        level_w, level_h = self.level_dimensions[level]
-        image = self.read_region((0, 0), level, (level_w, level_h))
-        if (level_w, level_h) != (out_w, out_h):
-            image = _resize_area(image, out_h, out_w)
-        return image
+        # A view at least as large as the thumbnail, then area-resized down.
+        level_ds = self.level_downsamples[self.get_best_level_for_downsample(scale)]
+        wanted = level_ds * max(1, math.floor(scale / level_ds + 1e-9))
+        view, downsample = low_resolution_view(self, wanted, use_thumbnail=False)
+        # Its last row and column may hold less than one view pixel of slide,
+        # padded with white: dropped, or the thumbnail's edge would fade.
+        rows, cols = int(height / downsample), int(width / downsample)
+        view = view[: max(1, rows), : max(1, cols)]
+        if view.shape[:2] != (out_h, out_w):
+            view = _resize_area(view, out_h, out_w)
+        return view
+
+    def tile_size(self, level):
+        """The ``(width, height)`` of the file's own tiles at ``level``.
+
+        Parameters
+        ----------
+        level : int
+
+        Returns
+        -------
+        size : (int, int) or None
+            What OpenSlide reports; None for arrays, plain images and
+            files that do not say.
+        """
+        if self._array is not None or self.vendor == "image":
+            return None
+        properties = self._get_handle().properties
+        try:
+            return (
+                int(properties[f"openslide.level[{level}].tile-width"]),
+                int(properties[f"openslide.level[{level}].tile-height"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def stored_thumbnail_dimensions(self):
+        """``(width, height)`` of the thumbnail an Aperio file stores, or None."""
+        if self.vendor != "aperio":
+            return None
+        properties = self._get_handle().properties
+        try:
+            return (
+                int(properties["openslide.associated.thumbnail.width"]),
+                int(properties["openslide.associated.thumbnail.height"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def read_stored_thumbnail(self):
+        """The thumbnail an Aperio file stores, as RGB uint8, or None.
+
+        Returns
+        -------
+        thumbnail : ndarray of shape (h, w, 3), dtype uint8, or None
+            With the slide's transform applied; None when the file has no
+            readable stored thumbnail.
+        """
+        import openslide
+
+        if self.stored_thumbnail_dimensions is None:
+            return None
+        try:
+            rgba = np.asarray(self._get_handle().associated_images["thumbnail"])
+        except (KeyError, openslide.OpenSlideError):
+            return None
+        thumbnail = _rgba_to_rgb_on_white(rgba)
+        if self.transform is not None:
+            thumbnail = self.transform(thumbnail)
+        return thumbnail
 
     # -- transforms, pickling, hashing --------------------------------------
 

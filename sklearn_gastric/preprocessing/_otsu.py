@@ -2,15 +2,17 @@
 
 import warnings
 from functools import partial
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ..io._view import read_view
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._validation import N_JOBS
 from ._tile_bag import UnreadableTileWarning
-from ._tissue import low_resolution_view, tissue_fraction, tissue_mask
+from ._tissue import tissue_fraction, tissue_mask
 from ._validation import check_bag_list
 
 __all__ = ["OtsuFilter"]
@@ -49,12 +51,15 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         Reject green and blue-green marker ink; set False to count every
         dark pixel.
     on_error : {"raise", "skip"}, default="raise"
-        With ``mode="tile"``, a tile that cannot be read (a corrupt tile in
-        the file): ``"raise"`` the :class:`~sklearn_gastric.io.SlideError`
-        naming the slide and the tile, or ``"skip"`` it: it is left out of
-        the output bag, with an :class:`UnreadableTileWarning` naming the
-        slide and the tile's coordinates. ``mode="slide"`` reads no tile; a
-        view that cannot be read is an error naming the slide.
+        A tile that cannot be read (a corrupt tile in the file): ``"raise"``
+        the :class:`~sklearn_gastric.io.SlideError` naming the slide and the
+        tile, or ``"skip"`` it, with an :class:`UnreadableTileWarning`
+        naming the slide and the tile's coordinates. With ``mode="tile"`` a
+        skipped tile is left out of the output bag. With ``mode="slide"``,
+        only a view read from level 0 (a single-level file without a stored
+        thumbnail) reads the file's full-resolution tiles; a skipped file
+        tile counts as glass in the view, so the grid tiles over it lose
+        its area from their tissue fraction.
     n_jobs : int, default=None
         Slides processed in parallel (joblib); ``None`` means 1.
     verbose : int, default=0
@@ -88,7 +93,7 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         "mode": [StrOptions({"slide", "tile"})],
         "remove_pen": ["boolean"],
         "on_error": [StrOptions({"raise", "skip"})],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
         "verbose": ["verbose"],
     }
 
@@ -142,14 +147,11 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         bags = check_bag_list(X, type(self).__name__)
-        if self.mode == "slide":
-            measure = partial(_slide_fractions, remove_pen=bool(self.remove_pen))
-        else:
-            measure = partial(
-                _tile_fractions,
-                remove_pen=bool(self.remove_pen),
-                on_error=self.on_error,
-            )
+        measure = partial(
+            _slide_fractions if self.mode == "slide" else _tile_fractions,
+            remove_pen=bool(self.remove_pen),
+            on_error=self.on_error,
+        )
         results = map_slides(
             measure, bags, n_jobs=self.n_jobs, verbose=self.verbose, desc="tissue"
         )
@@ -171,7 +173,7 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         return tags
 
 
-def _slide_fractions(bag, *, remove_pen):
+def _slide_fractions(bag, *, remove_pen, on_error):
     if len(bag) == 0:
         return np.zeros(0), []
     footprint = bag.footprint
@@ -180,9 +182,9 @@ def _slide_fractions(bag, *, remove_pen):
         footprint / _MASK_PIXELS_PER_TILE,
         max(bag.slide.dimensions) / _MAX_VIEW_SIDE,
     )
-    view, actual = low_resolution_view(bag.slide, downsample)
+    view, actual, failures = read_view(bag.slide, downsample, on_error=on_error)
     mask = tissue_mask(view, remove_pen=remove_pen)
-    return tissue_fraction(mask, actual, bag.coords, footprint), []
+    return tissue_fraction(mask, actual, bag.coords, footprint), failures
 
 
 def _tile_fractions(bag, *, remove_pen, on_error):

@@ -3,7 +3,6 @@
 import os
 import warnings
 from functools import partial
-from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -13,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..io import Slide, open_slide
 from ..utils import map_slides
 from ..utils._sklearn_compat import StrOptions, _fit_context
+from ..utils._validation import N_JOBS
 from ._stain_methods import (
     _MAX_PIXELS,
     StainEstimationError,
@@ -122,7 +122,7 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         "method": [StrOptions({"macenko", "reinhard", "vahadane"})],
         "target": [None, "array-like", str, os.PathLike, Slide],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     }

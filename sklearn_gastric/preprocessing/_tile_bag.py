@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..io import SlideError, open_slide
+from ..io import SlideError, UnreadableTileWarning, open_slide
 
 __all__ = ["TileBag", "UnreadableTileWarning"]
 
@@ -299,10 +299,6 @@ class TileBag:
 
     def _read_into(self, batch, slot, index):
         batch[slot] = self.read_tile(index)
-
-
-class UnreadableTileWarning(UserWarning):
-    """A tile that cannot be read was skipped (``on_error="skip"``)."""
 
 
 def _effective_threads(n_jobs):

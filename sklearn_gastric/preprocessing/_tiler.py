@@ -13,6 +13,12 @@ from ._validation import check_slide_list
 __all__ = ["Tiler"]
 
 
+# The most tiles one bag may hold: 2**25 tiles take 512 MiB of coordinates
+# (a 186,000 x 186,000 slide at 32 px), already more than any real grid; a
+# file declaring absurd dimensions is refused rather than exhausting memory.
+MAX_TILES = 2**25
+
+
 class Tiler(TransformerMixin, BaseEstimator):
     """Cut each slide into a grid of equal square tiles (coordinates only).
 
@@ -112,6 +118,15 @@ class Tiler(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"Slide {slide.name!r} is smaller than one tile: {width}x{height} "
                 f"pixels at level {level}, tile_size={tile_size}."
+            )
+        n_x = (width - tile_size) // stride + 1
+        n_y = (height - tile_size) // stride + 1
+        if n_x * n_y > MAX_TILES:
+            raise ValueError(
+                f"Slide {slide.name!r}: a grid of {n_x}x{n_y} tiles of {tile_size} "
+                f"px (stride {stride}) at level {level} ({width}x{height} pixels) "
+                f"is more than the {MAX_TILES} tiles a bag may hold; use a larger "
+                "tile_size or stride, or a coarser level."
             )
         xs = np.arange(0, width - tile_size + 1, stride)
         ys = np.arange(0, height - tile_size + 1, stride)

@@ -1,16 +1,13 @@
 """Tissue detection: an Otsu tissue mask with guards, and low-resolution views.
 
 Reusable outside the estimators (visualisation, datasets): :func:`tissue_mask`
-works on any RGB array, :func:`low_resolution_view` reads a bounded-size view
-of any slide, chunk by chunk.
+works on any RGB array; the views it runs on come from
+:func:`sklearn_gastric.io.low_resolution_view` (re-exported here).
 """
-
-import math
 
 import numpy as np
 
-from ..io import open_slide
-from ..io._slide import _block_mean, _rgba_to_rgb_on_white
+from ..io import low_resolution_view
 
 __all__ = ["low_resolution_view", "tissue_fraction", "tissue_mask"]
 
@@ -27,8 +24,6 @@ _BLACK_MAX = 40
 # Green and blue-green marker ink: green exceeds red by this much. Neither
 # haematoxylin (blue-purple) nor eosin (pink) ever makes green exceed red.
 _PEN_GREEN_OVER_RED = 15
-# Bound on the longest side of a chunk read while building a view.
-_CHUNK_SIDE = 2048
 
 
 def _gray(rgb):
@@ -135,113 +130,6 @@ def tissue_mask(rgb, *, remove_pen=True, threshold=None, return_threshold=False)
     if return_threshold:
         return mask, int(threshold)
     return mask
-
-
-def low_resolution_view(slide, downsample, *, reduce="mean", use_thumbnail=True):
-    """A downsampled view of a whole slide, read chunk by chunk.
-
-    The coarsest pyramid level whose downsample does not exceed
-    ``downsample`` is read in chunks of at most 2048x2048 pixels, and each
-    chunk is block-averaged by the integer factor that brings it closest to
-    ``downsample`` from above, so memory stays bounded by the size of the
-    view whatever the size of the slide. When the file stores its own
-    downsampled copy of the whole image (the "thumbnail" of Aperio files)
-    and that copy is coarser than the level that would be read but no
-    coarser than ``downsample``, it is used instead, which spares reading
-    full-resolution pixels of single-level files.
-
-    Parameters
-    ----------
-    slide : Slide, path or ndarray
-        The slide (its pixel transform, if any, is applied).
-    downsample : float
-        The wanted downsample relative to level 0 (at least 1).
-    reduce : {"mean", "sample"}, default="mean"
-        How a block of the level read becomes one view pixel: its mean, or
-        its top-left pixel (no mixing of neighbouring colours, which is what
-        stain estimation wants).
-    use_thumbnail : bool, default=True
-        Allow the file's stored thumbnail.
-
-    Returns
-    -------
-    view : ndarray of shape (h, w, 3), dtype uint8
-        Pixel ``(i, j)`` averages level-0 pixels
-        ``[j * d, (j + 1) * d) x [i * d, (i + 1) * d)``; the last row and
-        column may extend past the slide's edge (read as white).
-    actual_downsample : float
-        ``d``, the view's downsample relative to level 0: at least
-        ``downsample`` when read from the pyramid, between half of it and
-        itself when taken from a stored thumbnail.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_gastric.preprocessing import low_resolution_view
-    >>> view, d = low_resolution_view(np.zeros((100, 300, 3), np.uint8), 10)
-    >>> view.shape, d
-    ((10, 30, 3), 10.0)
-    """
-    if reduce not in ("mean", "sample"):
-        raise ValueError(f"reduce must be 'mean' or 'sample'; got {reduce!r}.")
-    slide = open_slide(slide)
-    downsample = max(float(downsample), 1.0)
-    level = slide.get_best_level_for_downsample(downsample)
-    level_ds = slide.level_downsamples[level]
-    if use_thumbnail:
-        thumbnail = _stored_thumbnail(slide, level_ds, downsample)
-        if thumbnail is not None:
-            return thumbnail
-    factor = max(1, math.ceil(downsample / level_ds - 1e-6))
-    level_w, level_h = slide.level_dimensions[level]
-    out_w, out_h = -(-level_w // factor), -(-level_h // factor)
-    view = np.empty((out_h, out_w, 3), dtype=np.uint8)
-    chunk = max(1, _CHUNK_SIDE // factor) * factor
-    for y in range(0, level_h, chunk):
-        height = -(-min(chunk, level_h - y) // factor) * factor
-        for x in range(0, level_w, chunk):
-            width = -(-min(chunk, level_w - x) // factor) * factor
-            region = slide.read_region(
-                (int(x * level_ds), int(y * level_ds)), level, (width, height)
-            )
-            if reduce == "mean":
-                region = _block_mean(region, factor)
-            else:
-                region = region[::factor, ::factor]
-            oy, ox = y // factor, x // factor
-            view[oy : oy + region.shape[0], ox : ox + region.shape[1]] = region
-    return view, float(level_ds * factor)
-
-
-def _stored_thumbnail(slide, level_ds, downsample):
-    """The Aperio thumbnail as ``(view, downsample)`` when it is worth it."""
-    import openslide
-
-    if slide.vendor != "aperio":
-        return None
-    handle = slide._get_handle()
-    try:
-        thumb_w = int(handle.properties["openslide.associated.thumbnail.width"])
-        thumb_h = int(handle.properties["openslide.associated.thumbnail.height"])
-    except (KeyError, ValueError):
-        return None
-    width, height = slide.dimensions
-    ds_x, ds_y = width / max(thumb_w, 1), height / max(thumb_h, 1)
-    # Only a copy of the whole image (same aspect ratio) maps onto level 0.
-    if abs(ds_x / ds_y - 1) > 0.01:
-        return None
-    thumb_ds = (ds_x + ds_y) / 2
-    if not level_ds < thumb_ds <= downsample:
-        return None
-    try:
-        rgba = np.asarray(handle.associated_images["thumbnail"])
-    except (KeyError, openslide.OpenSlideError):
-        return None
-    view = _rgba_to_rgb_on_white(rgba)
-    if slide.transform is not None:
-        view = slide.transform(view)
-    factor = max(1, int(downsample / thumb_ds + 1e-6))
-    return _block_mean(view, factor), float(thumb_ds * factor)
 
 
 def tissue_fraction(mask, downsample, coords, footprint):

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from ..preprocessing import TileBag, UnreadableTileWarning
 from ..utils._parallel import map_slides
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from ..utils._validation import N_JOBS, check_device, check_labels
 from ._augment import augment_patch
 from ._losses import SegmentationLoss
 from ._vnet import VNet
@@ -184,7 +185,7 @@ class PatchSegmenter(BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "map_downsample": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
-        "n_jobs": [Integral, None],
+        "n_jobs": N_JOBS,
         "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -251,28 +252,17 @@ class PatchSegmenter(BaseEstimator):
         self : PatchSegmenter
             The trained segmenter.
         """
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={self.device!r} was requested but CUDA is not available."
-            )
+        device = check_device(self.device, type(self).__name__)
         patches = self._check_patches(patches, "fit", self.depth)
         masks = _check_masks(masks, patches.shape[:3])
         if labels is None:
             classes = np.array([0, 1])
             encoded = (masks >= 0.5).any(axis=(1, 2)).astype(np.int64)
         else:
-            labels = np.asarray(labels)
-            if labels.shape != (len(patches),):
-                raise ValueError(
-                    f"labels must have shape ({len(patches)},), one per patch; "
-                    f"got {labels.shape}."
-                )
+            labels = check_labels(
+                labels, len(patches), type(self).__name__, unit="patch"
+            )
             classes, encoded = np.unique(labels, return_inverse=True)
-            if len(classes) < 2:
-                raise ValueError(
-                    f"labels must contain at least two classes; got {classes.tolist()}."
-                )
 
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         dataset = _PatchDataset(

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..datasets import GASTRIC_CLASSES
 from ..preprocessing import TileBag
+from ..utils import write_text_atomic
 from ..utils._sklearn_compat import Interval, validate_params
 from ._lesion_map import lesion_map
 
@@ -60,8 +61,9 @@ def export_geojson(
     bag : TileBag
         The tiles of one slide with ``prob_maps``.
     path : str or os.PathLike
-        The file to write (``.geojson``); parent folders are created. Nothing
-        is written anywhere else.
+        The file to write (``.geojson``); parent folders are created. It
+        appears under its name only once complete; nothing is written
+        anywhere else.
     threshold : float, default=0.5
         Pixels with probability strictly greater than ``threshold`` are
         suspected lesion.
@@ -148,9 +150,7 @@ def export_geojson(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(collection, file)
-    return path
+    return write_text_atomic(path, json.dumps(collection))
 
 
 @validate_params(

@@ -148,7 +148,9 @@ def test_fit_errors():
     clf = GCNSlideClassifier(max_epochs=1)
     with pytest.raises(ValueError, match="X has 4 slides but y has 3 labels"):
         clf.fit(graphs, y[:3])
-    with pytest.raises(ValueError, match="GCN fit needs at least two classes"):
+    with pytest.raises(
+        ValueError, match="GCNSlideClassifier: fit needs at least two classes"
+    ):
         clf.fit(graphs, ["HGIN"] * 4)
     with pytest.raises(ValueError, match="at least one slide"):
         clf.fit([], [])
