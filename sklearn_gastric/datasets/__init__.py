@@ -1,13 +1,18 @@
-"""Data: synthetic gastric slides and patches, and the real CMU test slide."""
+"""Data: synthetic gastric slides and patches of simulated labs, and the real
+CMU test slide."""
 
 from ._fetch import fetch_cmu_small_region, fetch_he_target, get_data_home
+from ._labs import REFERENCE_LAB, StainProfile, make_stain_profile
 from ._synthetic import GASTRIC_CLASSES, make_gastric_slides, make_patch_dataset
 
 __all__ = [
     "GASTRIC_CLASSES",
+    "REFERENCE_LAB",
+    "StainProfile",
     "fetch_cmu_small_region",
     "fetch_he_target",
     "get_data_home",
     "make_gastric_slides",
     "make_patch_dataset",
+    "make_stain_profile",
 ]

@@ -9,9 +9,16 @@ generators both call :func:`render`, so lesions look the same in both.
 import numpy as np
 from scipy import ndimage as ndi
 
-HAEMATOXYLIN = np.array([0.65, 0.70, 0.29]) / np.linalg.norm([0.65, 0.70, 0.29])
-EOSIN = np.array([0.07, 0.99, 0.11]) / np.linalg.norm([0.07, 0.99, 0.11])
-BACKGROUND_INTENSITY = 245.0
+# Concentrations below are relative; these scale them to the optical
+# densities of real H&E (measured on the CMU slide and the H&E target: tissue
+# OD medians about 0.4 / 1.0 / 0.55 in R / G / B, and 85-91 % of tissue
+# pixels absorbing at least 0.15 in every channel).
+_EOSIN_SCALE = 2.2
+# Nuclei push the eosin of the tissue around them out: the darkest are
+# almost pure haematoxylin, as in real tissue; and they are the darkest
+# structures (real nuclei: total optical density about 3-4).
+_NUCLEUS_EOSIN_DISPLACEMENT = 0.9
+_NUCLEUS_SCALE = 1.6
 
 # A nucleus is stamped in a square of half side ceil(max axis) + 1; the
 # canvas of nuclei is padded so that every stamp fits without clipping.
@@ -377,22 +384,6 @@ def gland_nuclei(rng, glands, *, spacing, depth):
     return ys, xs, radial + rng.normal(0, 0.15, owner.size)
 
 
-# -- stains ------------------------------------------------------------------
-
-
-def sample_stains(rng, jitter):
-    """Per-slide stain vectors, stain strengths and background intensity."""
-    vectors = []
-    for base in (HAEMATOXYLIN, EOSIN):
-        vector = base + jitter * 0.6 * rng.standard_normal(3)
-        vector = np.clip(vector, 0.02, None)
-        vectors.append(vector / np.linalg.norm(vector))
-    strength = np.exp(jitter * rng.standard_normal(2))
-    background = BACKGROUND_INTENSITY + jitter * 25 * rng.standard_normal()
-    background = np.clip(background + jitter * 10 * rng.standard_normal(3), 232, 252)
-    return {"vectors": np.array(vectors), "strength": strength, "I0": background}
-
-
 # -- tissue compartments -----------------------------------------------------
 
 
@@ -579,13 +570,15 @@ def render(rng, shape, tissue, lesions, mimics, stains, *, gland_density=0.75):
         Lesion foci; they replace the normal tissue inside ``sub``.
     mimics : list of (rows, cols, sub)
         Lymphoid aggregates (benign), pasted before the lesions.
-    stains : dict from :func:`sample_stains`
+    stains : dict from :func:`~sklearn_gastric.datasets._labs.sample_slide_stains`
     gland_density : float
         The mean fraction of the gland grid kept in normal mucosa.
     """
     height, width = shape
     c_e, fibre_weight = _stroma(rng, shape)
-    c_h = np.full(shape, 0.05, dtype=np.float32)
+    # A haematoxylin counterstain that varies over the stroma, nearly absent
+    # in places (where the tissue shows eosin alone).
+    c_h = np.maximum(0.20 + 0.08 * smooth_noise(rng, shape, 25), 0).astype(np.float32)
 
     # Normal mucosa: foveolar glands with pale mucinous cytoplasm, their
     # density varying over the slide (gland-rich and gland-poor areas).
@@ -608,8 +601,8 @@ def render(rng, shape, tissue, lesions, mimics, stains, *, gland_density=0.75):
     label = np.zeros(shape, dtype=np.int8)
     paint_glands(label, glands)
     epithelium, lumen = label == 1, label == 2
-    c_h[epithelium] = 0.08
-    c_e[epithelium] = 0.16
+    c_h[epithelium] = 0.25
+    c_e[epithelium] = 0.22
     c_h[lumen] = 0.0
     c_e[lumen] = 0.04
 
@@ -658,12 +651,12 @@ def render(rng, shape, tissue, lesions, mimics, stains, *, gland_density=0.75):
         _paste(rng, LESION_RENDERERS[name], focus, c_h, c_e, nuc)
 
     nuclei = nucleus_view(nuc)
-    c_e *= 1 - 0.75 * np.minimum(nuclei, 1.0)
-    c_h += nuclei
+    c_e *= 1 - _NUCLEUS_EOSIN_DISPLACEMENT * np.minimum(nuclei, 1.0)
+    c_h += _NUCLEUS_SCALE * nuclei
     c_h *= tissue
     c_e *= tissue
     c_h *= stains["strength"][0]
-    c_e *= stains["strength"][1]
+    c_e *= stains["strength"][1] * _EOSIN_SCALE
     grain *= 1.5
     grain += 0.5  # rounds to nearest when cast to uint8
     image = np.empty((height, width, 3), dtype=np.uint8)

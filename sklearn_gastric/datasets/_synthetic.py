@@ -15,7 +15,9 @@ from sklearn.utils import check_random_state
 
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, validate_params
+from ..utils._validation import N_JOBS
 from . import _render
+from ._labs import REFERENCE_LAB, StainProfile, sample_slide_stains
 
 __all__ = ["GASTRIC_CLASSES", "make_gastric_slides", "make_patch_dataset"]
 
@@ -33,8 +35,11 @@ _SLIDE_MPP = 0.5
         "classes": ["array-like", None],
         "lesion_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
+        "lab": [StainProfile, None],
+        "return_stains": ["boolean"],
+        "return_tissue": ["boolean"],
         "out_dir": [str, os.PathLike, None],
-        "n_jobs": [numbers.Integral, None],
+        "n_jobs": N_JOBS,
         "verbose": ["verbose"],
         "random_state": ["random_state"],
     },
@@ -47,6 +52,9 @@ def make_gastric_slides(
     classes=None,
     lesion_fraction=0.05,
     stain_jitter=0.1,
+    lab=None,
+    return_stains=False,
+    return_tissue=False,
     out_dir=None,
     n_jobs=None,
     verbose=0,
@@ -94,10 +102,19 @@ def make_gastric_slides(
         Fraction of the tissue area covered by lesions on lesion slides, in
         (0, 1).
     stain_jitter : float, default=0.1
-        Per-slide perturbation of the stain vectors' directions, of the
-        stain strengths and of the background intensity, in [0, 1], so that
-        slides differ like slides from different laboratories. 0 gives the
-        reference stains on every slide.
+        Per-slide perturbation of the stain vectors' directions (about 5
+        degrees at 0.1), of the stain intensities and of the glass, in
+        [0, 1], around the lab's profile: the slide-to-slide variation of
+        one laboratory. 0 gives every slide the lab's exact stains.
+    lab : StainProfile, default=None
+        The laboratory whose staining the slides share
+        (:func:`make_stain_profile` makes one); None is
+        :data:`REFERENCE_LAB`. Slides of another lab differ by their stain
+        vectors (rotated by up to about 15 degrees), intensities and glass.
+    return_stains : bool, default=False
+        Also return the true stain matrix of every slide.
+    return_tissue : bool, default=False
+        Also return the true tissue mask of every slide.
     out_dir : str or os.PathLike, default=None
         If given, every slide is written there as a tiled, JPEG-compressed
         pyramidal TIFF (mpp 0.5) named ``slide_000.tiff``, ... (existing
@@ -118,10 +135,17 @@ def make_gastric_slides(
         The class name of each slide.
     masks : list of ndarray of shape (H, W), dtype bool
         The lesion pixels of each slide; all False for negative slides.
+    stains : ndarray of shape (n_slides, 2, 3)
+        Only with ``return_stains``: each slide's unit optical-density
+        vectors, haematoxylin (row 0) then eosin, as rendered.
+    tissue : list of ndarray of shape (H, W), dtype bool
+        Only with ``return_tissue`` (after ``stains``): the pixels of each
+        slide that are tissue (gland lumens included), the rest glass.
 
     See Also
     --------
     make_patch_dataset : Patches with lesion masks to train the segmenter.
+    make_stain_profile : Laboratories to render slides of.
 
     Examples
     --------
@@ -152,6 +176,8 @@ def make_gastric_slides(
         shape=shape,
         lesion_fraction=float(lesion_fraction),
         stain_jitter=float(stain_jitter),
+        lab=REFERENCE_LAB if lab is None else lab,
+        keep_tissue=bool(return_tissue),
     )
     results = map_slides(
         work,
@@ -160,31 +186,40 @@ def make_gastric_slides(
         verbose=verbose,
         desc="synthetic slides",
     )
-    slides = [slide for slide, _ in results]
-    masks = [mask for _, mask in results]
-    return slides, labels, masks
+    slides, masks, stains, tissue = (list(column) for column in zip(*results))
+    output = [slides, labels, masks]
+    if return_stains:
+        output.append(np.stack(stains))
+    if return_tissue:
+        output.append(tissue)
+    return tuple(output)
 
 
-def _make_one_slide(item, *, shape, lesion_fraction, stain_jitter):
+def _make_one_slide(item, *, shape, lesion_fraction, stain_jitter, lab, keep_tissue):
     seed, label, path = item
-    image, mask = _render_slide(seed, shape, label, lesion_fraction, stain_jitter)
+    image, mask, stains, tissue = _render_slide(
+        seed, shape, label, lesion_fraction, stain_jitter, lab
+    )
+    if not keep_tissue:
+        tissue = None
     if path is None:
-        return image, mask
+        return image, mask, stains, tissue
     from ..io import write_pyramidal_tiff
 
     write_pyramidal_tiff(image, path, mpp=_SLIDE_MPP)
-    return str(path), mask
+    return str(path), mask, stains, tissue
 
 
-def _render_slide(seed, shape, label, lesion_fraction, stain_jitter):
-    """One synthetic slide and its lesion mask, from an integer seed.
+def _render_slide(seed, shape, label, lesion_fraction, stain_jitter, lab):
+    """One synthetic slide, its lesion mask, stain matrix and tissue mask,
+    from an integer seed.
 
     The tissue and the stains come from two independent streams, so that
-    changing ``stain_jitter`` recolours the same tissue.
+    changing ``stain_jitter`` or ``lab`` recolours the same tissue.
     """
     structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
     structure = np.random.default_rng(structure_seed)
-    stains = _render.sample_stains(np.random.default_rng(stain_seed), stain_jitter)
+    stains = sample_slide_stains(np.random.default_rng(stain_seed), lab, stain_jitter)
     tissue = _render.tissue_mask(structure, shape, structure.uniform(0.4, 0.7))
     tissue_area = int(np.count_nonzero(tissue))
     mask = np.zeros(shape, dtype=bool)
@@ -211,7 +246,7 @@ def _render_slide(seed, shape, label, lesion_fraction, stain_jitter):
         stains,
         gland_density=structure.uniform(0.55, 0.9),
     )
-    return image, mask
+    return image, mask, stains["vectors"], tissue
 
 
 @validate_params(
@@ -221,6 +256,7 @@ def _render_slide(seed, shape, label, lesion_fraction, stain_jitter):
         "classes": ["array-like", None],
         "positive_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
         "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
+        "lab": [StainProfile, None],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -232,6 +268,7 @@ def make_patch_dataset(
     classes=None,
     positive_fraction=0.5,
     stain_jitter=0.1,
+    lab=None,
     random_state=None,
 ):
     """Generate synthetic H&E-like patches with lesion masks and labels.
@@ -262,7 +299,11 @@ def make_patch_dataset(
     positive_fraction : float, default=0.5
         Fraction of patches that contain a lesion, in [0, 1].
     stain_jitter : float, default=0.1
-        Per-patch stain perturbation, as in :func:`make_gastric_slides`.
+        Per-patch stain perturbation around the lab's profile, as in
+        :func:`make_gastric_slides`.
+    lab : StainProfile, default=None
+        The laboratory, as in :func:`make_gastric_slides`; None is
+        :data:`REFERENCE_LAB`.
     random_state : int, RandomState instance or None, default=None
         Seed. The same seed gives exactly the same patches.
 
@@ -308,17 +349,18 @@ def make_patch_dataset(
     seeds = rng.randint(0, 2**31 - 1, size=n_patches)
     patches = np.empty((n_patches, *tile_size, 3), dtype=np.uint8)
     masks = np.empty((n_patches, *tile_size), dtype=np.float32)
+    lab = REFERENCE_LAB if lab is None else lab
     for i, (seed, label) in enumerate(zip(seeds, labels)):
-        patches[i], mask = _render_patch(seed, tile_size, label, stain_jitter)
+        patches[i], mask = _render_patch(seed, tile_size, label, stain_jitter, lab)
         masks[i] = mask
     return patches, masks, labels
 
 
-def _render_patch(seed, shape, label, stain_jitter):
+def _render_patch(seed, shape, label, stain_jitter, lab):
     """One synthetic patch and its lesion mask, from an integer seed."""
     structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
     structure = np.random.default_rng(structure_seed)
-    stains = _render.sample_stains(np.random.default_rng(stain_seed), stain_jitter)
+    stains = sample_slide_stains(np.random.default_rng(stain_seed), lab, stain_jitter)
     if structure.random() < 0.75:
         tissue = np.ones(shape, dtype=bool)
     else:

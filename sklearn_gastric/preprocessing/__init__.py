@@ -10,7 +10,7 @@ from ._stain_methods import (
 )
 from ._tile_bag import TileBag, UnreadableTileWarning
 from ._tiler import Tiler
-from ._tissue import low_resolution_view, tissue_fraction, tissue_mask
+from ._tissue import ink_mask, low_resolution_view, tissue_fraction, tissue_mask
 
 __all__ = [
     "OtsuFilter",
@@ -21,6 +21,7 @@ __all__ = [
     "Tiler",
     "UnreadableTileWarning",
     "estimate_stains",
+    "ink_mask",
     "low_resolution_view",
     "normalize_stains",
     "tissue_fraction",

@@ -215,3 +215,62 @@ def test_cmu_slide_moves_towards_the_target_colour(
     assert np.linalg.norm(after[:3] - target[:3]) < 0.7 * np.linalg.norm(
         before[:3] - target[:3]
     )
+
+
+# -- stain estimates of the renders of every lab, against the truth ---------------
+
+
+@pytest.fixture(scope="module")
+def lab_renders():
+    """Four 1024 px slides of each of 7 labs (the reference and 6 others),
+    with their true stain matrices."""
+    from sklearn_gastric.datasets import make_gastric_slides, make_stain_profile
+
+    renders = []
+    for seed in [None, 1, 2, 3, 4, 5, 6]:
+        lab = None if seed is None else make_stain_profile(seed)
+        slides, _, _, stains = make_gastric_slides(
+            4, size=1024, lab=lab, return_stains=True, random_state=21
+        )
+        renders += list(zip(slides, stains))
+    return renders
+
+
+@pytest.mark.parametrize(
+    "method, max_h, max_e", [("macenko", 3, 3), ("vahadane", 4, 8)]
+)
+def test_per_slide_stains_match_the_generators(lab_renders, method, max_h, max_e):
+    """StainNormalizer's per-slide estimates against the true stains of the
+    renders of every lab. Macenko is within 3 degrees (Macenko's own mask:
+    eosin off by up to 6). Vahadane misses the 3-degree target on eosin
+    (measured up to about 7): its sparse codes call slightly mixed pixels
+    pure, which pulls each stain towards the other (docs/benchmarks.md)."""
+    slides = [slide for slide, _ in lab_renders]
+    if method == "vahadane":
+        lab_renders = lab_renders[::3]  # a third of them: 6 s each
+        slides = slides[::3]
+    normalizer = StainNormalizer(method=method, target=slides[0], random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no slide fails estimation
+        normalised = normalizer.fit().transform(slides)
+    errors = np.array(
+        [
+            _angles(slide.transform.source["stains"], truth)
+            for slide, (_, truth) in zip(normalised, lab_renders)
+        ]
+    )
+    assert errors[:, 0].max() < max_h and errors[:, 1].max() < max_e
+
+
+def test_reinhard_statistics_come_from_tissue_pixels_only():
+    from skimage.color import rgb2lab
+
+    on_glass = np.full((384, 384, 3), 243, dtype=np.uint8)
+    on_glass[128:256, 128:256] = render_he(HE_REFERENCE, glass=0.0, seed=3)
+    fitted = StainNormalizer(method="reinhard", target=on_glass).fit()
+    lab = rgb2lab(on_glass)
+    tissue = lab[tissue_mask(on_glass)]
+    np.testing.assert_allclose(fitted.lab_mean_, tissue.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(fitted.lab_std_, tissue.std(axis=0), atol=1e-6)
+    # 8/9 of the image is glass, which would dominate the statistics.
+    assert abs(lab[..., 0].mean() - tissue[:, 0].mean()) > 20
