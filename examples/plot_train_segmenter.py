@@ -7,9 +7,12 @@ Step 5 of the method: a V-Net-like encoder-decoder turns each tile into a
 per-pixel lesion probability map and a feature vector, and classifies the
 tile. :class:`~sklearn_gastric.segmentation.PatchSegmenter` trains it with skorch on
 patches with pixel masks and patch labels. The loss is a weighted sum of a
-Dice loss and a classification loss (the patent's Euclidean distance between
-the one-hot label and the predicted probabilities), and training patches are
-augmented with flips, rotations, stretches and colour jitter.
+Dice loss and a classification loss (by default the cross-entropy, weighted
+so that each class counts alike; the patent's Euclidean distance between the
+one-hot label and the predicted probabilities is
+``classification_loss="euclidean"``), and training patches are augmented
+with flips, rotations, stretches and colour jitter (and, with
+``hed_jitter``, stain jitter in HED space).
 
 The network here is tiny and trained for a few epochs so that the example
 runs in seconds; the library's defaults are larger.
@@ -25,6 +28,7 @@ runs in seconds; the library's defaults are larger.
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import train_test_split
 
 from sklearn_gastric import PatchSegmenter
@@ -73,10 +77,12 @@ fig.tight_layout()
 # %%
 # Fit
 # ---
-# 20 % of the training patches are held out to compute a validation loss
-# each epoch; training stops early when it stops improving
-# (``patience``) and the best weights are kept. ``net_.history`` is skorch's
-# training log.
+# 20 % of the training patches are held out to compute, each epoch, a
+# validation loss and beside it the validation patches' Dice
+# (``valid_dice``) and balanced accuracy of the patch classes
+# (``valid_bacc``); training stops early when the loss stops improving
+# (``patience``) and the best weights are kept. ``net_.history`` is
+# skorch's training log.
 segmenter = PatchSegmenter(
     base_channels=8,
     depth=3,
@@ -93,7 +99,7 @@ fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot(history[:, "epoch"], history[:, "train_loss"], "o-", label="train")
 ax.plot(history[:, "epoch"], history[:, "valid_loss"], "o-", label="validation")
 ax.set_xlabel("epoch")
-ax.set_ylabel("loss (Dice + Euclidean)")
+ax.set_ylabel("loss (Dice + cross-entropy)")
 ax.legend()
 fig.tight_layout()
 
@@ -107,6 +113,19 @@ maps = segmenter.predict_proba_maps(test_p)
 predicted, truth = maps > 0.5, test_m > 0.5
 dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
 print(f"held-out pixel Dice: {dice:.3f}")
+print("validation Dice and balanced accuracy per epoch:")
+print(np.round(history[:, ("valid_dice", "valid_bacc")], 2))
+
+# %%
+# The patch classes
+# -----------------
+# ``predict_patch_proba`` gives the classification branch's probabilities,
+# in the order of ``classes_``; balanced accuracy weighs each class alike.
+predicted_class = segmenter.classes_[segmenter.predict_patch_proba(test_p).argmax(1)]
+print(
+    f"held-out patch balanced accuracy: "
+    f"{balanced_accuracy_score(test_y, predicted_class):.3f}"
+)
 
 show = np.r_[
     np.flatnonzero(test_y != "negative")[:4], np.flatnonzero(test_y == "negative")[:2]

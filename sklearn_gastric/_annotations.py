@@ -1,4 +1,6 @@
-"""Lesion annotations from QuPath GeoJSON, rasterised one tile at a time."""
+"""Lesion annotations from QuPath GeoJSON, rasterised one tile at a time
+(:func:`sklearn_gastric.segmentation.sample_patches` samples training
+patches from them)."""
 
 import json
 import math
@@ -11,7 +13,6 @@ __all__ = [
     "Annotation",
     "AnnotationError",
     "read_annotations",
-    "sample_annotated_patches",
     "tile_annotation_mask",
 ]
 
@@ -318,94 +319,3 @@ def _ring_pixels(fill_polygon, ring, x0, y0, scale, size):
     if math.isclose(float(np.ptp(cols)), 0) or math.isclose(float(np.ptp(rows)), 0):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     return fill_polygon(rows, cols, shape=(size, size))
-
-
-def sample_annotated_patches(
-    bag, annotations, n_patches, *, positive_fraction=0.5, random_state=None
-):
-    """Sample tiles of one slide with their lesion masks and patch labels.
-
-    Tiles that touch an annotation's bounding box are rasterised (in random
-    order, only until enough lesion tiles are found); tiles away from every
-    annotation are negative without rasterising anything. Pixels are read
-    only for the sampled tiles.
-
-    Parameters
-    ----------
-    bag : TileBag
-        The slide's candidate tiles (e.g. the tissue tiles of
-        :class:`~sklearn_gastric.preprocessing.OtsuFilter`).
-    annotations : list of Annotation
-        The slide's lesion regions (may be empty: a slide without lesion).
-    n_patches : int
-        Tiles to sample at most.
-    positive_fraction : float, default=0.5
-        Fraction of the sample to take from tiles holding lesion pixels,
-        when there are enough; the rest are tiles without lesion.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the sampling.
-
-    Returns
-    -------
-    patches : ndarray of shape (n, tile_size, tile_size, 3), dtype uint8
-    masks : ndarray of shape (n, tile_size, tile_size), dtype float32
-    labels : ndarray of shape (n,), dtype object
-        The annotation class covering most of the tile's lesion pixels, or
-        ``"negative"``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_gastric._annotations import Annotation, sample_annotated_patches
-    >>> from sklearn_gastric.preprocessing import TileBag
-    >>> bag = TileBag(np.zeros((32, 64, 3), np.uint8), [[0, 0], [32, 0]], 32)
-    >>> square = np.array([[40, 0], [64, 0], [64, 32], [40, 32]], dtype=float)
-    >>> region = Annotation("HGIN", ((square,),), (40.0, 0.0, 64.0, 32.0))
-    >>> patches, masks, labels = sample_annotated_patches(
-    ...     bag, [region], 2, random_state=0)
-    >>> patches.shape, labels.tolist(), masks.sum(axis=(1, 2)).tolist()
-    ((2, 32, 32, 3), ['HGIN', 'negative'], [768.0, 0.0])
-    """
-    from sklearn.utils import check_random_state
-
-    rng = check_random_state(random_state)
-    size, footprint = bag.tile_size, bag.footprint
-    coords = bag.coords
-    near = np.zeros(len(bag), dtype=bool)
-    for annotation in annotations:
-        left, top, right, bottom = annotation.bbox
-        near |= (
-            (coords[:, 0] <= right)
-            & (coords[:, 0] + footprint >= left)
-            & (coords[:, 1] <= bottom)
-            & (coords[:, 1] + footprint >= top)
-        )
-    n_positive_wanted = round(n_patches * positive_fraction) if annotations else 0
-    chosen, masks, labels = [], [], []
-    empty_near = []
-    for index in rng.permutation(np.flatnonzero(near)):
-        if len(chosen) >= n_positive_wanted:
-            break
-        mask, name = tile_annotation_mask(annotations, coords[index], footprint, size)
-        if name is None:
-            empty_near.append(int(index))
-            continue
-        chosen.append(int(index))
-        masks.append(mask)
-        labels.append(name)
-    negatives = np.concatenate(
-        [np.flatnonzero(~near), np.asarray(empty_near, dtype=np.intp)]
-    ).astype(np.intp)
-    n_negative = min(len(negatives), n_patches - len(chosen))
-    for index in rng.choice(negatives, size=n_negative, replace=False):
-        chosen.append(int(index))
-        masks.append(np.zeros((size, size), dtype=bool))
-        labels.append("negative")
-    patches = np.empty((len(chosen), size, size, 3), dtype=np.uint8)
-    sample = bag.subset(np.asarray(chosen, dtype=np.intp))
-    start = 0
-    for batch in sample.iter_batches(batch_size=32):
-        patches[start : start + len(batch)] = batch
-        start += len(batch)
-    masks = np.asarray(masks, dtype=np.float32).reshape(len(chosen), size, size)
-    return patches, masks, np.asarray(labels, dtype=object)

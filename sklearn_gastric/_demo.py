@@ -18,6 +18,7 @@ class DemoConfig:
     so that the run fits a laptop's CPU."""
 
     n_patches: int
+    n_annotated_slides: int
     n_slides: int
     slide_size: int
     tile_size: int
@@ -27,22 +28,28 @@ class DemoConfig:
     k: int
 
 
+# Many annotated slides with few patches each: lesions differ more between
+# slides than within one, and 16 slides of 32 patches trained a patch
+# classifier at 0.45 held-out balanced accuracy where 64 slides of 12 reach
+# 0.63 (slide-level cross-validation 0.77 against 0.96).
 QUICK = DemoConfig(
-    n_patches=256,
-    n_slides=24,
+    n_patches=768,
+    n_annotated_slides=64,
+    n_slides=48,
     slide_size=768,
     tile_size=64,
-    segmenter_epochs=8,
+    segmenter_epochs=12,
     gcn_epochs=150,
     cv_folds=3,
     k=8,
 )
 FULL = DemoConfig(
-    n_patches=512,
-    n_slides=48,
+    n_patches=1536,
+    n_annotated_slides=128,
+    n_slides=96,
     slide_size=1024,
     tile_size=64,
-    segmenter_epochs=12,
+    segmenter_epochs=20,
     gcn_epochs=200,
     cv_folds=4,
     k=10,
@@ -135,11 +142,14 @@ def run_demo(
 ):
     """Train and evaluate the whole method on synthetic data; predict a real slide.
 
-    Steps: render training patches and train a :class:`PatchSegmenter`;
-    render a cohort of synthetic slides of the four classes; cross-validate
-    the pipeline (stain normalisation to a real H&E target, tiling, Otsu
-    tissue filter, frozen segmenter, top-K, Pearson graph, GCN) and print a
-    classification report and a confusion matrix; fit it on the whole cohort,
+    Steps: render an annotated cohort (synthetic slides with known lesion
+    masks), sample training patches from it through the stain normaliser
+    (:func:`~sklearn_gastric.segmentation.sample_patches`) and train a
+    :class:`PatchSegmenter`; render another cohort of synthetic slides of
+    the four classes; cross-validate the pipeline (stain normalisation to a
+    real H&E target, tiling, Otsu tissue filter, frozen segmenter, top-K,
+    Pearson graph, GCN) and print a classification report and a confusion
+    matrix; fit it on the whole cohort,
     save it as ``model.sgm`` (pickle-free: ``sklearn-gastric predict
     out_dir/model.sgm SLIDE`` reuses it), and predict the real slide
     CMU-1-Small-Region (or ``slide``), writing its lesion map as
@@ -185,10 +195,10 @@ def run_demo(
         fetch_cmu_small_region,
         fetch_he_target,
         make_gastric_slides,
-        make_patch_dataset,
     )
     from .io import Slide, open_slide
-    from .segmentation import PatchSegmenter
+    from .preprocessing import StainNormalizer
+    from .segmentation import PatchSegmenter, sample_patches
     from .utils import write_text_atomic
 
     if config is None:
@@ -207,11 +217,29 @@ def run_demo(
         if verbose:
             print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
 
-    say(f"rendering {config.n_patches} training patches")
-    patches, masks, patch_labels = make_patch_dataset(
-        config.n_patches, tile_size=config.tile_size, random_state=random_state
+    # The segmenter learns from patches of a separate annotated cohort (lesion
+    # masks known), normalised as the pipeline will normalise every slide.
+    normalizer = StainNormalizer(target=target).fit([])
+    say(
+        f"rendering {config.n_annotated_slides} annotated slides and sampling "
+        f"{config.n_patches} normalised training patches"
     )
-    say("training the V-Net segmenter")
+    annotated, annotated_labels, lesions = make_gastric_slides(
+        config.n_annotated_slides,
+        size=config.slide_size,
+        random_state=random_state + 1,
+    )
+    patches, masks, patch_labels, _ = sample_patches(
+        annotated,
+        lesions,
+        annotated_labels,
+        tile_size=config.tile_size,
+        # Two at least, so that each slide can give a lesion and a negative.
+        n_patches=max(2, -(-config.n_patches // config.n_annotated_slides)),
+        normalizer=normalizer,
+        random_state=random_state,
+    )
+    say(f"training the V-Net segmenter on {len(patches)} patches")
     segmenter = PatchSegmenter(
         base_channels=8,
         depth=3,
@@ -219,6 +247,7 @@ def run_demo(
         max_epochs=config.segmenter_epochs,
         lr=3e-3,
         batch_size=16,
+        patience=None,
         verbose=int(verbose),
         random_state=random_state,
     ).fit(patches, masks, patch_labels)
@@ -255,8 +284,13 @@ def run_demo(
     order = [c for c in GASTRIC_CLASSES if c in set(labels)]
     report = classification_report(labels, predicted, labels=order, zero_division=0)
     matrix = confusion_matrix(labels, predicted, labels=order)
+    balanced_accuracy = float(balanced_accuracy_score(labels, predicted))
     print("\nCross-validated classification report (synthetic cohort):")
     print(report)
+    print(
+        f"Cross-validated balanced accuracy: {balanced_accuracy:.3f} "
+        f"({config.cv_folds} folds, {len(slides)} slides)"
+    )
     print("Confusion matrix (rows: true, columns: predicted):")
     width = max(len(c) for c in order)
     print(" " * (width + 2) + "  ".join(f"{c:>{width}}" for c in order))
@@ -284,7 +318,7 @@ def run_demo(
     summary = {
         "config": asdict(config),
         "random_state": random_state,
-        "cv_balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "cv_balanced_accuracy": balanced_accuracy,
         "confusion_matrix": {"labels": order, "matrix": matrix.tolist()},
         "slide": slide.name,
         "slide_prediction": prediction,

@@ -8,10 +8,8 @@ import pytest
 from sklearn_gastric._annotations import (
     AnnotationError,
     read_annotations,
-    sample_annotated_patches,
     tile_annotation_mask,
 )
-from sklearn_gastric.preprocessing import TileBag
 
 
 def _feature(geometry, name=None, object_type="annotation"):
@@ -166,21 +164,32 @@ def test_tile_class_is_the_majority_class(tmp_path):
 
 
 def test_sample_balances_lesion_and_negative_tiles():
-    bag = TileBag(
-        np.zeros((64, 256, 3), np.uint8), [[x, 0] for x in range(0, 256, 32)], 32
-    )
     from sklearn_gastric._annotations import Annotation
+    from sklearn_gastric.segmentation import sample_patches
 
-    ring = np.array(_square(0, 0, 64, 32), dtype=float)
-    region = Annotation("carcinoma", ((ring,),), (0.0, 0.0, 64.0, 32.0))
-    patches, masks, labels = sample_annotated_patches(bag, [region], 6, random_state=0)
-    assert patches.shape == (6, 32, 32, 3)
-    # Only two tiles hold lesion: both taken, the rest negative.
-    assert sorted(labels.tolist()) == ["carcinoma"] * 2 + ["negative"] * 4
-    assert masks[labels == "carcinoma"].all()
+    # All tissue; the lesion (x < 64) in another colour, so that each patch
+    # shows where its mask must be.
+    slide = np.full((64, 256, 3), (200, 90, 170), np.uint8)
+    slide[:, :64] = (120, 40, 150)
+    ring = np.array(_square(0, 0, 64, 64), dtype=float)
+    region = Annotation("carcinoma", ((ring,),), (0.0, 0.0, 64.0, 64.0))
+    patches, masks, labels, groups = sample_patches(
+        [slide], [[region]], tile_size=32, n_patches=6, random_state=0
+    )
+    assert patches.shape == (6, 32, 32, 3) and set(groups) == {0}
+    assert sorted(labels.tolist()) == ["carcinoma"] * 3 + ["negative"] * 3
+    lesion_pixels = (patches == (120, 40, 150)).all(axis=-1)
+    np.testing.assert_array_equal(masks.astype(bool), lesion_pixels)
+    positive = masks[labels == "carcinoma"]
+    assert (positive.mean(axis=(1, 2)) >= 0.1).all()
+    # Lesion patches are cut off the 32 px grid: a 64 px lesion gives more
+    # than the two grid tiles' worth of distinct patches.
+    assert len({p.tobytes() for p in patches[labels == "carcinoma"]}) == 3
     assert not masks[labels == "negative"].any()
     # Without annotations every sampled tile is negative.
-    _, masks, labels = sample_annotated_patches(bag, [], 3, random_state=0)
+    _, masks, labels, _ = sample_patches(
+        [slide], [None], tile_size=32, n_patches=3, random_state=0
+    )
     assert labels.tolist() == ["negative"] * 3 and not masks.any()
 
 
@@ -197,3 +206,13 @@ def test_read_files_that_are_no_geojson_at_all(tmp_path):
     assert [r.class_name for r in read_annotations(nested)] == ["HGIN"]
     with pytest.raises(AnnotationError, match="is a folder, not a GeoJSON file"):
         read_annotations(tmp_path)
+
+
+def test_sample_a_slide_with_an_empty_annotation_list():
+    from sklearn_gastric.segmentation import sample_patches
+
+    slide = np.full((64, 128, 3), (200, 90, 170), np.uint8)
+    _, masks, labels, _ = sample_patches(
+        [slide], [[]], tile_size=32, n_patches=4, random_state=0
+    )
+    assert labels.tolist() == ["negative"] * 4 and not masks.any()

@@ -368,7 +368,8 @@ def test_tiny_demo(cohort, he_target_path, tmp_path):
         "demo",
         "--slide", slide,
         "--out", out, "--n-slides", "8", "--slide-size", "256",
-        "--n-patches", "32", "--epochs", "1", "--gcn-epochs", "10",
+        "--n-patches", "32", "--n-annotated", "8", "--epochs", "1",
+        "--gcn-epochs", "10",
         "--folds", "2", "--quiet",
         env={"SKLEARN_GASTRIC_DATA": str(Path(he_target_path).parent)},
     )  # fmt: skip
@@ -377,6 +378,8 @@ def test_tiny_demo(cohort, he_target_path, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["n_slides"] == 8
     assert summary["config"]["cv_folds"] == 2
+    assert summary["config"]["n_annotated_slides"] == 8
+    assert "Cross-validated balanced accuracy: " in result.stdout
     assert 0 <= summary["cv_balanced_accuracy"] <= 1
     assert np.asarray(summary["confusion_matrix"]["matrix"]).sum() == 8
     assert summary["slide"] == slide.name

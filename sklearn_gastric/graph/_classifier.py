@@ -10,9 +10,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
 
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import check_device, check_labels
+from ..utils._validation import check_device, check_labels, stratified_split
 from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
 from ._slide_graph import SlideGraph
 
@@ -55,6 +56,14 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
     class_weight : "balanced" or None, default=None
         ``"balanced"`` weights the loss of each class by
         ``n_graphs / (n_classes * n_graphs_of_the_class)``.
+    validation_fraction : float, default=0.0
+        Fraction of the training graphs held out (stratified by label) to
+        compute ``valid_loss`` each epoch, for early stopping. 0 trains on
+        every graph for ``max_epochs``.
+    patience : int or None, default=10
+        With a validation split: stop when ``valid_loss`` has not improved
+        for ``patience`` epochs and keep the best epoch's weights (skorch's
+        :class:`~skorch.callbacks.EarlyStopping`). None never stops early.
     device : str, default="cpu"
         The torch device.
     random_state : int, RandomState instance or None, default=None
@@ -128,6 +137,8 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "class_weight": [StrOptions({"balanced"}), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -144,6 +155,8 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         weight_decay=0.0,
         batch_size=32,
         class_weight=None,
+        validation_fraction=0.0,
+        patience=10,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -157,6 +170,8 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.class_weight = class_weight
+        self.validation_fraction = validation_fraction
+        self.patience = patience
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -196,6 +211,19 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
                 ),
                 dtype=torch.float32,
             )
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        train_split, callbacks = None, []
+        if self.validation_fraction > 0:
+            train_split = _StratifiedSplit(self.validation_fraction, seed)
+            if self.patience is not None:
+                callbacks.append(
+                    (
+                        "early_stopping",
+                        EarlyStopping(
+                            monitor="valid_loss", patience=self.patience, load_best=True
+                        ),
+                    )
+                )
         self.net_ = NeuralNet(
             module=GCN,
             module__in_features=self.n_node_features_,
@@ -211,20 +239,21 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            train_split=None,
+            train_split=train_split,
+            callbacks=callbacks,
             iterator_train__shuffle=True,
             iterator_train__collate_fn=collate_graphs,
             iterator_valid__collate_fn=collate_graphs,
             device=self.device,
             verbose=self.verbose,
         )
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         with (
             _one_cpu_thread(self.device),
             torch.random.fork_rng(devices=_cuda_devices(self.device)),
         ):
             torch.manual_seed(seed)
             self.net_.fit(self._dataset(graphs, y_encoded), y=None)
+        self.net_.module_.eval()
         return self
 
     def _dataset(self, graphs, labels=None):
@@ -278,6 +307,26 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+class _StratifiedSplit:
+    """skorch ``train_split``: a seeded split stratified by the graphs' labels
+    (unstratified when a class is too small)."""
+
+    def __init__(self, fraction, seed):
+        self.fraction = fraction
+        self.seed = seed
+
+    def __call__(self, dataset, y=None, **fit_params):
+        from torch.utils.data import Subset
+
+        if max(1, round(self.fraction * len(dataset))) >= len(dataset):
+            raise ValueError(
+                f"GCNSlideClassifier: validation_fraction={self.fraction} leaves no "
+                f"training graph out of {len(dataset)}."
+            )
+        train, valid = stratified_split(dataset.labels, self.fraction, self.seed)
+        return Subset(dataset, train), Subset(dataset, valid)
 
 
 def _check_graphs(X):

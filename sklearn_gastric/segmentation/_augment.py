@@ -20,11 +20,13 @@ def augment_patch(
     contrast=0.1,
     saturation=0.1,
     hue=0.05,
+    hed=0.0,
 ):
     """Randomly augment one training patch and its mask.
 
     The patent's augmentation (flips, rotations, stretches, and brightness,
-    saturation, hue and contrast jitter). Geometric changes are applied
+    saturation, hue and contrast jitter), and optionally stain augmentation
+    in HED space (Tellez et al., 2019). Geometric changes are applied
     identically to the patch and the mask, so they stay aligned; colour
     changes touch the patch only.
 
@@ -55,6 +57,13 @@ def augment_patch(
     hue : float, default=0.05
         Shift the hue by an amount drawn uniformly in ``[-hue, hue]`` (a full
         turn is 1). 0 disables it.
+    hed : float, default=0.0
+        Stain augmentation: the patch is unmixed into haematoxylin, eosin and
+        DAB optical densities (scikit-image's ``hed_from_rgb``), each channel
+        ``c`` becomes ``c * a + b`` with ``a`` uniform in
+        ``[1 - hed, 1 + hed]`` and ``b`` uniform in ``[-hed, hed]`` times the
+        channel's largest value, and the patch is mixed back. Tellez et al.
+        (2019) call 0.05 "light" and 0.2 "strong". 0 disables it.
 
     Returns
     -------
@@ -84,6 +93,9 @@ def augment_patch(
     log_scales = rng.uniform(-1.0, 1.0, size=2) * np.log1p(stretch)
     factors = 1.0 + rng.uniform(-1.0, 1.0, size=3) * [brightness, contrast, saturation]
     hue_shift = rng.uniform(-1.0, 1.0) * hue
+    # Drawn last, so that the draws above do not depend on it.
+    hed_scales = 1.0 + rng.uniform(-1.0, 1.0, size=3) * hed
+    hed_shifts = rng.uniform(-1.0, 1.0, size=3) * hed
 
     image = patch.astype(np.float32) / 255.0
     mask = np.asarray(mask, dtype=np.float32)
@@ -110,8 +122,26 @@ def augment_patch(
         hsv = rgb2hsv(image)
         hsv[..., 0] = (hsv[..., 0] + hue_shift) % 1.0
         image = hsv2rgb(hsv)
+    if hed:
+        image = _hed_jitter(np.clip(image, 0.0, 1.0), hed_scales, hed_shifts)
     patch = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     return patch, np.ascontiguousarray(np.clip(mask, 0.0, 1.0), dtype=np.float32)
+
+
+def _hed_jitter(image, scales, shifts):
+    """Tellez et al.'s HED augmentation of an RGB image in [0, 1].
+
+    Unmixed with scikit-image's H&E-DAB matrices, but without the clipping
+    of negative concentrations that :func:`skimage.color.rgb2hed` does, so
+    that no jitter gives back the image exactly.
+    """
+    from skimage.color import hed_from_rgb, rgb_from_hed
+
+    od = -np.log(np.maximum(image, 1e-6))
+    stains = od @ hed_from_rgb
+    extent = np.abs(stains).reshape(-1, 3).max(axis=0)
+    stains = stains * scales + shifts * extent
+    return np.exp(-(stains @ rgb_from_hed)).astype(np.float32)
 
 
 def _grey(image):

@@ -49,7 +49,15 @@ def dice_loss(proba, target, *, eps=1.0):
     return (1.0 - (2.0 * intersection + eps) / (denominator + eps)).mean()
 
 
-def euclidean_loss(logits, labels):
+def _weighted_mean(values, labels, class_weight):
+    if class_weight is None:
+        return values.mean()
+    weights = torch.as_tensor(class_weight, dtype=values.dtype, device=values.device)
+    weights = weights[labels.long()]
+    return (weights * values).sum() / weights.sum()
+
+
+def euclidean_loss(logits, labels, class_weight=None):
     """Euclidean distance between one-hot labels and predicted class probabilities.
 
     The patent's classification loss: ``|| onehot(y) - softmax(logits) ||₂``
@@ -61,6 +69,9 @@ def euclidean_loss(logits, labels):
         Patch class logits.
     labels : torch.Tensor of shape (n,)
         Integer class of each patch.
+    class_weight : sequence of float of length n_classes, default=None
+        Weight of each class in the mean over patches; None weighs every
+        patch alike.
 
     Returns
     -------
@@ -77,7 +88,8 @@ def euclidean_loss(logits, labels):
     """
     proba = torch.softmax(logits.float(), dim=1)
     onehot = F.one_hot(labels.long(), num_classes=logits.shape[1]).to(proba.dtype)
-    return torch.linalg.vector_norm(onehot - proba, dim=1).mean()
+    distance = torch.linalg.vector_norm(onehot - proba, dim=1)
+    return _weighted_mean(distance, labels, class_weight)
 
 
 class SegmentationLoss(nn.Module):
@@ -94,6 +106,10 @@ class SegmentationLoss(nn.Module):
         ``"cross_entropy"`` is the usual negative log-likelihood.
     eps : float, default=1.0
         Smoothing of the Dice loss (see :func:`dice_loss`).
+    class_weight : sequence of float, default=None
+        Weight of each patch class in the classification loss (e.g.
+        inversely proportional to the class frequencies); None weighs every
+        patch alike.
 
     Examples
     --------
@@ -106,11 +122,22 @@ class SegmentationLoss(nn.Module):
     0.0
     """
 
-    def __init__(self, dice_weight=0.5, classification_loss="euclidean", eps=1.0):
+    def __init__(
+        self,
+        dice_weight=0.5,
+        classification_loss="euclidean",
+        eps=1.0,
+        class_weight=None,
+    ):
         super().__init__()
         self.dice_weight = dice_weight
         self.classification_loss = classification_loss
         self.eps = eps
+        # Plain floats, not a tensor: a tensor attribute would pickle its
+        # storage address and change the estimator's joblib hash on reload.
+        self.class_weight = (
+            None if class_weight is None else tuple(float(w) for w in class_weight)
+        )
 
     def forward(self, y_pred, y_true):
         """The loss of a batch.
@@ -130,12 +157,14 @@ class SegmentationLoss(nn.Module):
         segmentation = dice_loss(
             torch.sigmoid(seg_logits.float()), y_true["mask"], eps=self.eps
         )
+        labels = y_true["label"]
         if self.classification_loss == "euclidean":
-            classification = euclidean_loss(class_logits, y_true["label"])
+            classification = euclidean_loss(class_logits, labels, self.class_weight)
         elif self.classification_loss == "cross_entropy":
-            classification = F.cross_entropy(
-                class_logits.float(), y_true["label"].long()
+            per_patch = F.cross_entropy(
+                class_logits.float(), labels.long(), reduction="none"
             )
+            classification = _weighted_mean(per_patch, labels, self.class_weight)
         else:
             raise ValueError(
                 "classification_loss must be 'euclidean' or 'cross_entropy'; "

@@ -27,9 +27,10 @@ class VNet(nn.Module):
       ``base_channels * 2**i`` filters; its output is concatenated with the
       block's input, and a stride-2 2x2 convolution halves the resolution;
     - **bottleneck**: the same block at level ``depth``;
-    - **classification branch**: the bottleneck map, average-pooled over
-      space, goes through fully-connected layers to the patch feature vector
-      (``feature_dim``) and then to the patch class logits;
+    - **classification branch**: the bottleneck map, average- and
+      max-pooled over space (side by side), goes through fully-connected
+      layers to the patch feature vector (``feature_dim``) and then to the
+      patch class logits;
     - **decoder**: at each level a 2x2 transposed convolution doubles the
       resolution; the block sees the upsampled map concatenated with the
       same-size encoder map, and its output is concatenated with the
@@ -82,8 +83,10 @@ class VNet(nn.Module):
         self.bottleneck = _conv_block(in_channels, widths[depth])
         below = widths[depth] + in_channels
 
+        # Mean and max over space, side by side: a lesion covering a small
+        # part of the patch shows in the max where the mean dilutes it.
         self.classifier_features = nn.Sequential(
-            nn.Linear(below, max(feature_dim, below)),
+            nn.Linear(2 * below, max(feature_dim, below)),
             nn.ReLU(inplace=True),
             nn.Linear(max(feature_dim, below), feature_dim),
             nn.ReLU(inplace=True),
@@ -124,7 +127,8 @@ class VNet(nn.Module):
             x = down(x)
         x = torch.cat([self.bottleneck(x), x], dim=1)
 
-        features = self.classifier_features(x.mean(dim=(2, 3)))
+        pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+        features = self.classifier_features(pooled)
         class_logits = self.classifier(features)
 
         for up, block, skip in zip(self.up, self.decoder, reversed(skips)):

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._sklearn_compat import Interval
 
-__all__ = ["N_JOBS", "check_device", "check_labels"]
+__all__ = ["N_JOBS", "check_device", "check_labels", "stratified_split"]
 
 # ``n_jobs`` as joblib reads it: None, a positive count, or -1, -2, ...
 # (all cores, all but one, ...). 0 means nothing to joblib.
@@ -176,3 +176,21 @@ every slide needs a label.
         only = repr(classes[0].item()) if len(classes) else "none"
         raise ValueError(f"{owner}: fit needs at least two classes; got only {only}.")
     return labels
+
+
+def stratified_split(labels, fraction, seed):
+    """Train and validation indices, stratified by label where every class
+    has enough members, plainly seeded otherwise.
+
+    The validation part holds ``max(1, round(fraction * n))`` items.
+    """
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    n_valid = max(1, round(fraction * len(labels)))
+    try:
+        return train_test_split(
+            indices, test_size=n_valid, random_state=seed, stratify=labels
+        )
+    except ValueError:  # a class too small to stratify
+        return train_test_split(indices, test_size=n_valid, random_state=seed)

@@ -209,3 +209,105 @@ def test_estimator_contract(fitted):
     tags = clf.__sklearn_tags__()
     assert tags.input_tags.two_d_array is False
     assert tags.estimator_type == "classifier"
+
+
+def test_early_stopping_on_a_stratified_internal_split(data):
+    (graphs, y), _ = data
+    rng = np.random.default_rng(0)
+    noise = rng.permutation(
+        y[:48]
+    )  # 12 of each class, nothing to learn: valid_loss soon stops falling
+    model = GCNSlideClassifier(
+        hidden_units=8,
+        max_epochs=200,
+        lr=0.05,
+        validation_fraction=0.25,
+        patience=3,
+        random_state=0,
+    ).fit(graphs[:48], noise[:48])
+    history = model.net_.history
+    assert len(history) < 200
+    best = int(np.argmin(history[:, "valid_loss"]))
+    assert len(history) == best + 1 + 3  # three epochs without improvement
+    assert not model.net_.module_.training
+    from sklearn_gastric.graph._classifier import _StratifiedSplit
+
+    dataset = model._dataset(graphs[:48], model.classes_.searchsorted(noise[:48]))
+    train, valid = _StratifiedSplit(0.25, seed=0)(dataset)
+    assert len(valid) == 12 and len(train) == 36
+    held = dataset.labels[valid.indices]
+    assert np.bincount(held, minlength=4).tolist() == [3, 3, 3, 3]
+
+
+def test_validation_fraction_that_leaves_nothing_to_train_on(data):
+    (graphs, y), _ = data
+    model = GCNSlideClassifier(max_epochs=1, validation_fraction=0.9)
+    with pytest.raises(ValueError, match="leaves no training graph out of 4"):
+        model.fit(graphs[:4], y[:4])
+
+
+def _bag_cohort(n_slides, seed, n_tiles=40, n_lesion=4, n_features=8):
+    """Bags whose lesion class shows in 4 high-scoring tiles of 40."""
+    from sklearn_gastric.io import Slide
+    from sklearn_gastric.preprocessing import TileBag
+
+    rng = np.random.default_rng(seed)
+    blank = Slide(np.zeros((8, 8, 3), np.uint8), name="blank")
+    centres = 2.0 * np.eye(n_features)[:3]
+    bags, labels = [], []
+    for i in range(n_slides):
+        label = i % 4
+        features = rng.normal(size=(n_tiles, n_features))
+        scores = rng.random(n_tiles)
+        if label:
+            features[:n_lesion] += centres[label - 1]
+            scores[:n_lesion] += 1.0
+        coords = np.zeros((n_tiles, 2), int)
+        bags.append(TileBag(blank, coords, 8, features=features, scores=scores))
+        labels.append(CLASSES[label])
+    return bags, np.array(labels)
+
+
+def test_regularised_gcn_overfits_a_tiny_cohort_less_than_pooling():
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_gastric.baselines import PooledFeatureClassifier
+    from sklearn_gastric.graph import PearsonGraphBuilder, TopKSelector
+
+    gcn_scores, pooled_scores = [], []
+    for seed in range(3):
+        train, y_train = _bag_cohort(16, seed)
+        test, y_test = _bag_cohort(80, 100 + seed)
+        gcn = make_pipeline(
+            TopKSelector(k=5),
+            PearsonGraphBuilder(threshold=0.3),
+            GCNSlideClassifier(
+                max_epochs=200,
+                dropout=0.2,
+                weight_decay=1e-2,
+                class_weight="balanced",
+                validation_fraction=0.25,
+                patience=20,
+                random_state=seed,
+            ),
+        )
+        for model, record in (
+            (gcn, gcn_scores),
+            (PooledFeatureClassifier(), pooled_scores),
+        ):
+            model.fit(train, y_train)
+            record.append(
+                [
+                    balanced_accuracy_score(y_train, model.predict(train)),
+                    balanced_accuracy_score(y_test, model.predict(test)),
+                ]
+            )
+    (gcn_train, gcn_test), (pooled_train, pooled_test) = (
+        np.mean(gcn_scores, axis=0),
+        np.mean(pooled_scores, axis=0),
+    )
+    # 16 slides: the GCN generalises better and its train-test gap is smaller
+    # (measured 0.71 vs 0.42 held-out, gaps 0.23 vs 0.33).
+    assert gcn_test >= pooled_test + 0.15
+    assert gcn_train - gcn_test <= pooled_train - pooled_test

@@ -415,3 +415,64 @@ def test_inference_batches_are_capped_in_pixels(fitted, monkeypatch):
     bag = TileBag(np.zeros((512, 2560, 3), np.uint8), [[0, 0]] * 5, 512)
     (out,) = seg.transform([bag])
     assert sizes == [4, 1] and out.scores.shape == (5,)
+
+
+def test_validation_scores_hand_computed():
+    from types import SimpleNamespace
+
+    from sklearn_gastric.segmentation._callbacks import ValidationScores
+
+    history = {}
+    net = SimpleNamespace(history=SimpleNamespace(record=history.__setitem__))
+    callback = ValidationScores()
+    callback.on_epoch_begin(net)
+    seg_logits = torch.tensor([[[5.0, -5.0], [5.0, 5.0]]])  # 3 pixels >= 0.5
+    mask = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])  # 3 pixels, 2 shared
+    class_logits = torch.tensor([[0.0, 2.0, 0.0]])
+    target = {"mask": mask, "label": torch.tensor([1])}
+    callback.on_batch_end(
+        net,
+        batch=(None, target),
+        training=False,
+        y_pred=(seg_logits, class_logits, None),
+    )
+    # A training batch is not counted.
+    callback.on_batch_end(
+        net,
+        batch=(None, target),
+        training=True,
+        y_pred=(-seg_logits, class_logits, None),
+    )
+    target = {"mask": torch.zeros(2, 2, 2), "label": torch.tensor([0, 2])}
+    callback.on_batch_end(
+        net,
+        batch=(None, target),
+        training=False,
+        y_pred=(
+            torch.full((2, 2, 2), -5.0),
+            torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]),
+            None,
+        ),
+    )
+    callback.on_epoch_end(net)
+    assert history["valid_dice"] == pytest.approx(2 * 2 / (3 + 3))
+    # Recalls: class 1 right, class 0 right, class 2 wrong.
+    assert history["valid_bacc"] == pytest.approx(2 / 3)
+
+
+def test_history_reports_patch_accuracy_beside_dice(fitted):
+    last = fitted.net_.history[-1]
+    assert {"valid_loss", "valid_dice", "valid_bacc"} <= set(last)
+    assert 0 <= last["valid_dice"] <= 1 and 0 <= last["valid_bacc"] <= 1
+
+
+def test_predict_patch_proba_matches_transform(fitted, bags):
+    (out, _, _) = fitted.transform(bags)
+    image = out.slide.read_region((0, 0), 0, out.slide.dimensions)
+    patches = np.stack([image[y : y + 16, x : x + 16] for x, y in out.coords])
+    proba = fitted.predict_patch_proba(patches)
+    assert (
+        proba.shape == (len(patches), fitted.n_classes_) and proba.dtype == np.float32
+    )
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(proba, out.patch_proba, atol=1e-6)

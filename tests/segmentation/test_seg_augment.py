@@ -106,3 +106,26 @@ def test_stretch_changes_the_mask_area_and_is_reproducible():
         np.testing.assert_array_equal(out_mask, again[1])
         areas.append(out_mask.sum())
     assert np.ptp(areas) > 1
+
+
+def test_hed_jitter_identity_round_trips_and_leaves_geometry_alone():
+    from sklearn_gastric.datasets import make_patch_dataset
+    from sklearn_gastric.segmentation._augment import _hed_jitter
+
+    (patch,), (mask,), _ = make_patch_dataset(1, tile_size=32, random_state=0)
+    image = patch / 255.0
+    same = _hed_jitter(image, np.ones(3), np.zeros(3))
+    assert np.abs(same * 255 - patch).max() < 1.0  # within one grey level
+    plain = augment_patch(patch, mask, random_state=4)
+    stained = augment_patch(patch, mask, random_state=4, hed=0.2)
+    # The HED draws come last: the same geometry and mask, other colours.
+    np.testing.assert_array_equal(plain[1], stained[1])
+    assert np.abs(plain[0].astype(int) - stained[0]).mean() > 1.0
+    # Strong jitter shifts the haematoxylin optical density by up to 20 %.
+    from skimage.color import rgb2hed
+
+    h_before = rgb2hed(image)[..., 0]
+    shifted = _hed_jitter(image, np.array([1.2, 1.0, 1.0]), np.zeros(3))
+    h_after = rgb2hed(np.clip(shifted, 0, 1))[..., 0]
+    tissue = h_before > 0.05
+    np.testing.assert_allclose(h_after[tissue] / h_before[tissue], 1.2, rtol=0.05)

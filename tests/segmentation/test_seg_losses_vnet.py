@@ -101,3 +101,25 @@ def test_segmentation_loss_rejects_unknown_classification_loss():
     y_true = {"mask": torch.zeros(1, 2, 2), "label": torch.tensor([0])}
     with pytest.raises(ValueError, match="classification_loss must be"):
         criterion(y_pred, y_true)
+
+
+@pytest.mark.parametrize("classification_loss", ["euclidean", "cross_entropy"])
+def test_class_weight_is_a_weighted_mean_over_patches(classification_loss):
+    gen = torch.Generator().manual_seed(1)
+    seg_logits = torch.randn(3, 4, 4, generator=gen)
+    class_logits = torch.randn(3, 2, generator=gen)
+    mask = torch.zeros(3, 4, 4)
+    label = torch.tensor([0, 1, 1])
+    weighted = SegmentationLoss(0.0, classification_loss, class_weight=[3.0, 1.0])
+    loss = weighted((seg_logits, class_logits), {"mask": mask, "label": label})
+    if classification_loss == "euclidean":
+        proba = torch.softmax(class_logits, 1)
+        per_patch = torch.linalg.vector_norm(F.one_hot(label, 2) - proba, dim=1)
+    else:
+        per_patch = F.cross_entropy(class_logits, label, reduction="none")
+    # Weights 3, 1, 1: the lone class-0 patch counts as much as the other two.
+    expected = (3 * per_patch[0] + per_patch[1] + per_patch[2]) / 5
+    assert loss.item() == pytest.approx(expected.item())
+    unweighted = SegmentationLoss(0.0, classification_loss)
+    plain = unweighted((seg_logits, class_logits), {"mask": mask, "label": label})
+    assert plain.item() == pytest.approx(per_patch.mean().item())
