@@ -394,7 +394,9 @@ def _interrupt_predict(model, slides, out, delay):
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT")
 def test_ctrl_c_leaves_complete_outputs_and_exit_130(cli_model, cli_cohort, tmp_path):
-    slides = cli_cohort["paths"] * 3  # 12 slides, most written as copies below
+    # 48 slides, as copies: enough work that a quiet machine cannot finish
+    # them all in the 0.3 s between the first record and the Ctrl-C.
+    slides = cli_cohort["paths"] * 12
     copies = []
     for i, path in enumerate(slides):
         copy = tmp_path / "slides" / f"s{i:02d}_{path.name}"
