@@ -229,6 +229,7 @@ class _Mask:
     def __init__(self, mask, class_name):
         self.mask = mask
         self.class_name = class_name
+        self.pixels = np.flatnonzero(mask)
 
     def near(self, coords, footprint):
         return np.array(
@@ -250,11 +251,9 @@ class _Mask:
 
     def draw_points(self, rng, n):
         """Random lesion pixels, as (x, y)."""
-        if not hasattr(self, "_pixels"):
-            self._pixels = np.flatnonzero(self.mask)
-        if not len(self._pixels):
+        if not len(self.pixels):
             return np.zeros((0, 2), dtype=np.int64)
-        y, x = np.divmod(rng.choice(self._pixels, size=n), self.mask.shape[1])
+        y, x = np.divmod(rng.choice(self.pixels, size=n), self.mask.shape[1])
         return np.stack([x, y], axis=1).astype(np.int64)
 
 
