@@ -265,7 +265,9 @@ def pipeline_job(config):
     torch.set_num_threads(config["threads"])
     pipe = joblib.load(config["pipeline"])
     segmenter = pipe.named_steps["seg"].estimator
-    segmenter.set_params(batch_size=config["batch_size"], n_jobs=config["readers"])
+    segmenter.set_params(
+        batch_size=config["batch_size"], reader_threads=config["readers"]
+    )
     run_cnn = config["cnn"]
     meter = Meter()
     Xt = [config["tiff"]]
@@ -331,17 +333,13 @@ def fit_job(config):
     """Render the blocks, train the tiny segmenter and the GCN, dump the pipeline."""
     import joblib
     import torch
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
 
     from sklearn_gastric.datasets import make_patch_dataset
     from sklearn_gastric.graph import (
         GCNSlideClassifier,
-        PearsonGraphBuilder,
-        TopKSelector,
     )
     from sklearn_gastric.io import write_pyramidal_tiff
-    from sklearn_gastric.preprocessing import OtsuFilter, StainNormalizer, Tiler
+    from sklearn_gastric.pipeline import make_gastric_pipeline
     from sklearn_gastric.segmentation import PatchSegmenter
 
     torch.set_num_threads(config["threads"])
@@ -371,17 +369,13 @@ def fit_job(config):
             str(write_pyramidal_tiff(source, train_dir / f"train_{i}.tiff", mpp=MPP))
         )
         y.append(CLASSES[i % len(CLASSES)])
-    pipe = Pipeline(
-        [
-            # The stain target: a synthetic block, so no download is needed.
-            ("stain", StainNormalizer(target=blocks[0])),
-            ("tile", Tiler(tile_size=config["tile_size"])),
-            ("tissue", OtsuFilter(min_tissue=0.7)),
-            ("seg", FrozenEstimator(segmenter)),
-            ("topk", TopKSelector(k=5)),
-            ("graph", PearsonGraphBuilder(threshold=0.5)),
-            ("gcn", GCNSlideClassifier(hidden_units=16, max_epochs=30, random_state=0)),
-        ]
+    pipe = make_gastric_pipeline(
+        segmenter,
+        tile_size=config["tile_size"],
+        # The stain target: a synthetic block, so no download is needed.
+        target=blocks[0],
+        k=5,
+        classifier=GCNSlideClassifier(hidden_units=16, max_epochs=30, random_state=0),
     )
     pipe.fit(slides, y)
     joblib.dump(pipe, config["pipeline"])

@@ -26,18 +26,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
 
 from sklearn_gastric import (
     GCNSlideClassifier,
     LesionMapDisplay,
-    OtsuFilter,
     PatchSegmenter,
-    PearsonGraphBuilder,
     Slide,
-    Tiler,
-    TopKSelector,
     export_geojson,
     lesion_map,
 )
@@ -46,6 +40,7 @@ from sklearn_gastric.datasets import (
     make_gastric_slides,
     make_patch_dataset,
 )
+from sklearn_gastric.pipeline import make_gastric_pipeline, predict_slides
 
 torch.set_num_threads(1)  # often faster on a busy laptop
 
@@ -62,15 +57,11 @@ segmenter = PatchSegmenter(
 ).fit(patches, masks, patch_labels)
 
 slides, labels, _ = make_gastric_slides(16, size=512, random_state=1)
-pipe = Pipeline(
-    [
-        ("tile", Tiler(tile_size=64)),
-        ("tissue", OtsuFilter(min_tissue=0.7)),
-        ("seg", FrozenEstimator(segmenter)),
-        ("topk", TopKSelector(k=8)),
-        ("graph", PearsonGraphBuilder(threshold=0.5)),
-        ("gcn", GCNSlideClassifier(max_epochs=100, random_state=0)),
-    ]
+pipe = make_gastric_pipeline(
+    segmenter,
+    tile_size=64,
+    k=8,
+    classifier=GCNSlideClassifier(max_epochs=100, random_state=0),
 ).fit(slides, labels)
 
 # %%
@@ -85,27 +76,31 @@ slide = Slide(image, name="synthetic carcinoma")
 # %%
 # Display the lesion map
 # ----------------------
-# :meth:`~sklearn_gastric.visualization.LesionMapDisplay.from_pipeline` runs the fitted
-# pipeline step by step on the slide: the segmenter's output gives the map,
-# the top-K selector's the numbered tiles (in score order), the graph step
-# the edges between them, and the GCN the class probabilities in the title.
+# :func:`~sklearn_gastric.pipeline.predict_slides` runs the fitted pipeline
+# on the slide and keeps every step's output: the segmenter's tiles give the
+# lesion map, the top-K selector's the numbered tiles (in score order), the
+# graph step the edges between them, and the GCN the class probabilities.
+# :meth:`~sklearn_gastric.visualization.LesionMapDisplay.from_prediction`
+# draws it, with the probabilities in the title.
 # Green outlines are the regions above the threshold.
 fig, (ax_true, ax_map) = plt.subplots(1, 2, figsize=(12, 5.6))
 ax_true.imshow(image)
 ax_true.contour(true_mask, levels=[0.5], colors="lime", linewidths=1)
 ax_true.set_title(f"{slide.name}: true lesion ({label})")
 ax_true.set_axis_off()
-display = LesionMapDisplay.from_pipeline(pipe, slide, threshold=0.5, ax=ax_map)
+(prediction,) = predict_slides(pipe, [slide], threshold=0.5)
+display = LesionMapDisplay.from_prediction(prediction, ax=ax_map)
 fig.tight_layout()
 
 # %%
 # The map and its regions
 # -----------------------
-# ``display.bag`` holds the segmented tiles of the slide, so the map can be
+# ``prediction.bag`` holds the segmented tiles of the slide, so the map can be
 # recomputed, at another threshold for instance, without running the
 # network again.
-strict = lesion_map(display.bag, threshold=0.8)
-print(display.lesion_map)
+print(prediction)
+strict = lesion_map(prediction.bag, threshold=0.8)
+print(prediction.lesion_map)
 print(strict)
 largest = sorted(display.lesion_map.regions, key=lambda r: r.area, reverse=True)
 for region in largest[:5]:
@@ -131,17 +126,13 @@ print(
 # Export to QuPath
 # ----------------
 # :func:`~sklearn_gastric.visualization.export_geojson` writes one GeoJSON Feature per
-# region, a polygon in level-0 pixel coordinates with the properties QuPath
-# reads. With the segmenter's classes, each region is classified as the
-# class of highest mean patch probability over its tiles. In QuPath, open the
-# slide, then *File > Import objects* (or drag and drop the file onto it).
+# region of the prediction's lesion map, a polygon in level-0 pixel
+# coordinates with the properties QuPath reads. Each region is classified as
+# the segmenter's class of highest mean patch probability over its tiles.
+# In QuPath, open the slide, then *File > Import objects* (or drag and drop
+# the file onto it).
 with tempfile.TemporaryDirectory() as folder:
-    path = export_geojson(
-        display.bag,
-        Path(folder) / "lesions.geojson",
-        threshold=0.5,
-        classes=segmenter.classes_,
-    )
+    path = export_geojson(prediction, Path(folder) / "lesions.geojson")
     collection = json.loads(path.read_text())
 
 print(collection["type"], "with", len(collection["features"]), "features")
@@ -165,9 +156,10 @@ if collection["features"]:
 # finding.
 cmu = fetch_cmu_small_region()
 fig, ax = plt.subplots(figsize=(6, 7))
-display = LesionMapDisplay.from_pipeline(pipe, cmu, threshold=0.5, max_size=768, ax=ax)
+(cmu_prediction,) = predict_slides(pipe, [cmu], threshold=0.5)
+display = LesionMapDisplay.from_prediction(cmu_prediction, max_size=768, ax=ax)
 with tempfile.TemporaryDirectory() as folder:
-    path = export_geojson(display.bag, Path(folder) / "cmu_lesions.geojson")
+    path = export_geojson(cmu_prediction, Path(folder) / "cmu_lesions.geojson")
     n_features = len(json.loads(path.read_text())["features"])
 print(
     f"{display.lesion_map.name}: {len(display.bag)} tissue tiles analysed, "

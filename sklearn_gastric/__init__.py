@@ -11,6 +11,7 @@ from ._version import __version__
 from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
 from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSelector
 from .io import Slide, SlideError, open_slide
+from .pipeline import SlidePrediction, make_gastric_pipeline, predict_slides
 from .preprocessing import (
     OtsuFilter,
     StainNormalizer,
@@ -33,6 +34,7 @@ __all__ = [
     "Slide",
     "SlideError",
     "SlideGraph",
+    "SlidePrediction",
     "StainNormalizer",
     "TileBag",
     "Tiler",
@@ -42,6 +44,8 @@ __all__ = [
     "export_geojson",
     "lesion_map",
     "load_model",
+    "make_gastric_pipeline",
     "open_slide",
+    "predict_slides",
     "save_model",
 ]

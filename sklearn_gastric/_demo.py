@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
-import numpy as np
+
+from ._persistence import save_model
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -56,79 +57,35 @@ FULL = DemoConfig(
 )
 
 
-def build_pipeline(
-    segmenter,
-    *,
-    tile_size,
-    k=10,
-    threshold=0.5,
-    min_tissue=0.7,
-    gcn_epochs=200,
-    target=None,
-    memory=None,
-    random_state=0,
-):
+def build_pipeline(segmenter, *, gcn_epochs=200, random_state=0, **kwargs):
     """The patent's chain with a trained (frozen) segmenter.
 
-    Parameters
-    ----------
-    segmenter : PatchSegmenter
-        A fitted segmenter; wrapped in :class:`~sklearn.frozen.FrozenEstimator`.
-    tile_size : int
-        Tile side in level-0 pixels (the size the segmenter was trained on).
-    k : int, default=10
-        Tiles kept per slide (top-K by score).
-    threshold : float, default=0.5
-        Pearson threshold of the slide graph.
-    min_tissue : float, default=0.7
-        Smallest tissue fraction of a tile.
-    gcn_epochs : int, default=200
-        Training epochs of the GCN.
-    target : array or path, default=None
-        Stain-normalisation target; None skips stain normalisation.
-    memory : str or joblib.Memory, default=None
-        The Pipeline's cache.
-    random_state : int, default=0
-        Seed of the GCN.
+    .. deprecated:: 0.1
+        Use :func:`sklearn_gastric.pipeline.make_gastric_pipeline`; this
+        function will be removed in 0.3.
+
+    The parameters are those of ``make_gastric_pipeline``, with
+    ``gcn_epochs`` and ``random_state`` for its default GCN.
 
     Returns
     -------
     pipe : sklearn.pipeline.Pipeline
-        Unfitted; ``fit(slides, labels)`` trains the GCN.
-
-    Examples
-    --------
-    >>> from sklearn_gastric import PatchSegmenter
-    >>> from sklearn_gastric._demo import build_pipeline
-    >>> pipe = build_pipeline(PatchSegmenter(), tile_size=64, k=5)
-    >>> [name for name, _ in pipe.steps]
-    ['tile', 'tissue', 'seg', 'topk', 'graph', 'gcn']
     """
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
+    import warnings
 
-    from .graph import GCNSlideClassifier, PearsonGraphBuilder, TopKSelector
-    from .preprocessing import OtsuFilter, StainNormalizer, Tiler
+    from .graph import GCNSlideClassifier
+    from .pipeline import make_gastric_pipeline
 
-    steps = []
-    if target is not None:
-        steps.append(("stain", StainNormalizer(target=target)))
-    steps += [
-        ("tile", Tiler(tile_size=tile_size)),
-        ("tissue", OtsuFilter(min_tissue=min_tissue)),
-        ("seg", FrozenEstimator(segmenter)),
-        ("topk", TopKSelector(k=k)),
-        ("graph", PearsonGraphBuilder(threshold=threshold)),
-        (
-            "gcn",
-            GCNSlideClassifier(
-                max_epochs=gcn_epochs,
-                class_weight="balanced",
-                random_state=random_state,
-            ),
-        ),
-    ]
-    return Pipeline(steps, memory=memory)
+    warnings.warn(
+        "sklearn_gastric._demo.build_pipeline is deprecated in 0.1 and will be "
+        "removed in 0.3: use sklearn_gastric.pipeline.make_gastric_pipeline.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    classifier = GCNSlideClassifier(
+        max_epochs=gcn_epochs, class_weight="balanced", random_state=random_state
+    )
+    return make_gastric_pipeline(segmenter, classifier=classifier, **kwargs)
 
 
 def run_demo(
@@ -182,23 +139,8 @@ def run_demo(
     summary : dict
         What was written to ``out_dir/summary.json``.
     """
-    from sklearn.metrics import (
-        balanced_accuracy_score,
-        classification_report,
-        confusion_matrix,
-    )
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    from ._persistence import save_model
-    from .datasets import (
-        GASTRIC_CLASSES,
-        fetch_cmu_small_region,
-        fetch_he_target,
-        make_gastric_slides,
-    )
-    from .io import Slide, open_slide
-    from .preprocessing import StainNormalizer
-    from .segmentation import PatchSegmenter, sample_patches
+    from .datasets import fetch_cmu_small_region, fetch_he_target
+    from .io import open_slide
     from .utils import write_text_atomic
 
     if config is None:
@@ -217,8 +159,47 @@ def run_demo(
         if verbose:
             print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
 
-    # The segmenter learns from patches of a separate annotated cohort (lesion
-    # masks known), normalised as the pipeline will normalise every slide.
+    segmenter = _train_segmenter(config, target, random_state, say, verbose)
+    pipe, evaluation = _cross_validate(
+        segmenter, config, target, random_state, say, verbose
+    )
+    model_path = save_model(
+        pipe,
+        out_dir / "model.sgm",
+        metadata={"made_by": "sklearn-gastric demo", "config": asdict(config)},
+    )
+    say(f"saved the fitted pipeline as {model_path}")
+    say(f"predicting {slide.name}")
+    record = _predict_slide(pipe, slide, out_dir, is_cmu)
+    summary = {
+        "config": asdict(config),
+        "random_state": random_state,
+        **evaluation,
+        "slide": slide.name,
+        "slide_prediction": record["predicted_class"],
+        "slide_proba": record["probabilities"],
+        "outputs": {
+            "model": str(model_path),
+            "lesion_map_png": record["lesion_map_png"],
+            "geojson": record["geojson"],
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+    say(f"done; wrote {out_dir / 'summary.json'}")
+    return summary
+
+
+def _train_segmenter(config, target, random_state, say, verbose):
+    """Train the segmenter on normalised patches of an annotated cohort.
+
+    The segmenter learns from patches of a separate annotated cohort (lesion
+    masks known), normalised as the pipeline will normalise every slide.
+    """
+    from .datasets import make_gastric_slides
+    from .preprocessing import StainNormalizer
+    from .segmentation import PatchSegmenter, sample_patches
+
     normalizer = StainNormalizer(target=target).fit([])
     say(
         f"rendering {config.n_annotated_slides} annotated slides and sampling "
@@ -251,7 +232,18 @@ def run_demo(
         verbose=int(verbose),
         random_state=random_state,
     ).fit(patches, masks, patch_labels)
-    segmenter.set_params(verbose=0)
+    return segmenter.set_params(verbose=0)
+
+
+def _cross_validate(segmenter, config, target, random_state, say, verbose):
+    """Cross-validate the pipeline on a synthetic cohort, print the report,
+    and fit it on the whole cohort; return it and the figures."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from .datasets import make_gastric_slides
+    from .graph import GCNSlideClassifier
+    from .io import Slide
+    from .pipeline import make_gastric_pipeline
 
     say(f"rendering {config.n_slides} synthetic slides")
     slides, labels, _ = make_gastric_slides(
@@ -262,15 +254,17 @@ def run_demo(
     )
     # Named, so that warnings and errors say which synthetic slide.
     slides = [Slide(a, name=f"synthetic_{i:03d}") for i, a in enumerate(slides)]
-    pipe = build_pipeline(
+    pipe = make_gastric_pipeline(
         segmenter,
         tile_size=config.tile_size,
-        k=config.k,
-        gcn_epochs=config.gcn_epochs,
         target=target,
-        random_state=random_state,
+        k=config.k,
+        classifier=GCNSlideClassifier(
+            max_epochs=config.gcn_epochs,
+            class_weight="balanced",
+            random_state=random_state,
+        ),
     )
-
     say(f"{config.cv_folds}-fold cross-validation")
     cv = StratifiedKFold(config.cv_folds, shuffle=True, random_state=random_state)
     with tempfile.TemporaryDirectory(prefix="sklearn_gastric_demo_") as cache:
@@ -281,6 +275,19 @@ def run_demo(
         say("fitting on the whole cohort")
         pipe.fit(slides, labels)
         segmenter.set_params(memory=None)
+    return pipe, _report(labels, predicted, config)
+
+
+def _report(labels, predicted, config):
+    """Print the cross-validated report; return its figures for the summary."""
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        classification_report,
+        confusion_matrix,
+    )
+
+    from .datasets import GASTRIC_CLASSES
+
     order = [c for c in GASTRIC_CLASSES if c in set(labels)]
     report = classification_report(labels, predicted, labels=order, zero_division=0)
     matrix = confusion_matrix(labels, predicted, labels=order)
@@ -289,46 +296,36 @@ def run_demo(
     print(report)
     print(
         f"Cross-validated balanced accuracy: {balanced_accuracy:.3f} "
-        f"({config.cv_folds} folds, {len(slides)} slides)"
+        f"({config.cv_folds} folds, {len(labels)} slides)"
     )
     print("Confusion matrix (rows: true, columns: predicted):")
     width = max(len(c) for c in order)
     print(" " * (width + 2) + "  ".join(f"{c:>{width}}" for c in order))
     for name, row in zip(order, matrix):
         print(f"{name:>{width}}  " + "  ".join(f"{v:>{width}}" for v in row))
-
-    model_path = save_model(
-        pipe,
-        out_dir / "model.sgm",
-        metadata={"made_by": "sklearn-gastric demo", "config": asdict(config)},
-    )
-    say(f"saved the fitted pipeline as {model_path}")
-
-    say(f"predicting {slide.name}")
-    display, outputs = _lesion_outputs(pipe, slide, out_dir)
-    classes = [str(c) for c in display.classes]
-    proba = np.asarray(display.proba, dtype=float)
-    prediction = classes[int(np.argmax(proba))]
-    note = " (skin, not gastric: a smoke test)" if is_cmu else ""
-    print(f"\n{slide.name}{note}: {prediction}")
-    for name, p in zip(classes, proba):
-        print(f"  P({name}) = {p:.3f}")
-    print(f"  {len(display.lesion_map.regions)} suspected lesion region(s)")
-
-    summary = {
-        "config": asdict(config),
-        "random_state": random_state,
+    return {
         "cv_balanced_accuracy": balanced_accuracy,
         "confusion_matrix": {"labels": order, "matrix": matrix.tolist()},
-        "slide": slide.name,
-        "slide_prediction": prediction,
-        "slide_proba": dict(zip(classes, map(float, proba))),
-        "outputs": {"model": str(model_path), **outputs},
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
-    say(f"done; wrote {out_dir / 'summary.json'}")
-    return summary
+
+
+def _predict_slide(pipe, slide, out_dir, is_cmu):
+    """Predict one slide, write its lesion map and GeoJSON, print the class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from ._prediction_folder import write_slide_outputs
+    from .pipeline import predict_slides
+
+    (prediction,) = predict_slides(pipe, [slide])
+    record = write_slide_outputs(prediction, out_dir, Path(slide.name).stem)
+    note = " (skin, not gastric: a smoke test)" if is_cmu else ""
+    print(f"\n{slide.name}{note}: {record['predicted_class']}")
+    for name, p in record["probabilities"].items():
+        print(f"  P({name}) = {p:.3f}")
+    print(f"  {record['n_lesion_regions']} suspected lesion region(s)")
+    return record
 
 
 def _check_has_tissue(slide, tile_size):
@@ -345,23 +342,3 @@ def _check_has_tissue(slide, tile_size):
         raise SlideError(str(exc)) from exc
     if len(bag) == 0:
         raise SlideError(f"Slide {slide.name!r}: no tissue tile.")
-
-
-def _lesion_outputs(pipe, slide, out_dir):
-    """Predict one slide; write its lesion map PNG and QuPath GeoJSON."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    from .utils import save_figure
-    from .visualization import LesionMapDisplay, export_geojson
-
-    display = LesionMapDisplay.from_pipeline(pipe, slide)
-    stem = Path(slide.name).stem
-    png = save_figure(display.figure_, out_dir / f"{stem}_lesion_map.png")
-    geojson = export_geojson(
-        display.bag,
-        out_dir / f"{stem}_lesions.geojson",
-        classes=pipe.named_steps["seg"].classes_,
-    )
-    return display, {"lesion_map_png": str(png), "geojson": str(geojson)}

@@ -26,7 +26,7 @@ from pathlib import Path
 from ._version import __version__
 from .utils import file_lock, write_text_atomic
 
-__all__ = ["PredictionFolder"]
+__all__ = ["PredictionFolder", "write_slide_outputs"]
 
 RECORD_SUFFIX = "_prediction.json"
 LESION_MAP_SUFFIX = "_lesion_map.png"
@@ -34,6 +34,42 @@ GEOJSON_SUFFIX = "_lesions.geojson"
 INDEX_FILES = {"json": "predictions.json", "csv": "predictions.csv"}
 _LOCK = ".predictions.lock"
 _RUNNING = "running"
+
+
+def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
+    """Write one slide's lesion map PNG and QuPath GeoJSON; return its record.
+
+    The one writer of per-slide outputs, for ``predict`` and the demo.
+
+    Parameters
+    ----------
+    prediction : SlidePrediction
+        The slide's prediction (:func:`~sklearn_gastric.pipeline.predict_slides`).
+    folder : pathlib.Path
+        An existing, writable folder.
+    stem : str
+        The files are ``<stem>_lesion_map.png`` and ``<stem>_lesions.geojson``.
+    max_size : int, default=1024
+        Longest side of the lesion map's thumbnail.
+
+    Returns
+    -------
+    record : dict
+        ``prediction.to_dict()`` with ``lesion_map_png`` and ``geojson``, the
+        files written.
+    """
+    from .utils import save_figure
+    from .visualization import LesionMapDisplay, export_geojson
+
+    folder = Path(folder)
+    display = LesionMapDisplay.from_prediction(prediction, max_size=max_size)
+    png = save_figure(display.figure_, folder / f"{stem}{LESION_MAP_SUFFIX}")
+    geojson = export_geojson(prediction, folder / f"{stem}{GEOJSON_SUFFIX}")
+    return {
+        **prediction.to_dict(),
+        "lesion_map_png": str(png),
+        "geojson": str(geojson),
+    }
 
 
 class PredictionFolder:

@@ -1,10 +1,16 @@
-"""Shared fixtures: the real slides, fetched the way a user's clone gets them."""
+"""Shared fixtures: the real slides, fetched the way a user's clone gets them;
+the synthetic cohort and the tiny trained segmenter that most modules use."""
 
+import copy
 import os
 
 import matplotlib
 import pytest
 import torch
+from instance_generator import TINY_SEGMENTER
+
+from sklearn_gastric import PatchSegmenter, Slide
+from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
 
 matplotlib.use("Agg")
 
@@ -66,3 +72,55 @@ def cli_model(cli_cohort, tmp_path_factory):
     return train_cli_model(
         cli_cohort, tmp_path_factory.mktemp("cli_model") / "model.sgm"
     )
+
+
+@pytest.fixture(scope="session")
+def make_cohort():
+    """Build a synthetic cohort: ``make_cohort(n_slides=6)`` gives
+    ``(slides, labels)``, 256-pixel ``Slide``s named ``slide-<i>`` with their
+    labels, "negative" or "carcinoma"."""
+
+    def make(n_slides=6):
+        arrays, labels, _ = make_gastric_slides(
+            n_slides, size=256, classes=["negative", "carcinoma"], random_state=0
+        )
+        return [Slide(a, name=f"slide-{i}") for i, a in enumerate(arrays)], labels
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cohort(make_cohort):
+    """Six synthetic slides and their labels (see ``make_cohort``); read-only."""
+    return make_cohort()
+
+
+@pytest.fixture(scope="session")
+def patch_dataset():
+    """``(patches, masks, labels)``: 32 labelled 32-pixel patches, the tiny
+    segmenter's training set."""
+    return make_patch_dataset(32, tile_size=32, random_state=0)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_segmenter(patch_dataset):
+    """Train a new tiny segmenter on ``patch_dataset``: ``make_tiny_segmenter(
+    **params)`` overrides ``instance_generator.TINY_SEGMENTER``."""
+
+    def make(**params):
+        return PatchSegmenter(**{**TINY_SEGMENTER, **params}).fit(*patch_dataset)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_segmenter(make_tiny_segmenter):
+    """The one training of the tiny segmenter in a test session."""
+    return make_tiny_segmenter()
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter(trained_tiny_segmenter):
+    """The tiny trained segmenter, a copy per module: a module may change its
+    parameters without changing another module's."""
+    return copy.deepcopy(trained_tiny_segmenter)

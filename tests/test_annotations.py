@@ -1,14 +1,19 @@
-"""Reading QuPath GeoJSON lesion annotations and rasterising them per tile."""
+"""QuPath GeoJSON: reading lesion annotations, rasterising them per tile,
+and writing Features QuPath imports."""
 
 import json
 
 import numpy as np
 import pytest
 
-from sklearn_gastric._annotations import (
-    AnnotationError,
-    read_annotations,
+from sklearn_gastric.io import Annotation, AnnotationError, read_annotations
+from sklearn_gastric.io._geojson import (
+    CLASS_COLORS,
+    DEFAULT_COLOR,
+    polygon_coordinates,
+    polygon_feature,
     tile_annotation_mask,
+    write_feature_collection,
 )
 
 
@@ -164,7 +169,6 @@ def test_tile_class_is_the_majority_class(tmp_path):
 
 
 def test_sample_balances_lesion_and_negative_tiles():
-    from sklearn_gastric._annotations import Annotation
     from sklearn_gastric.segmentation import sample_patches
 
     # All tissue; the lesion (x < 64) in another colour, so that each patch
@@ -216,3 +220,73 @@ def test_sample_a_slide_with_an_empty_annotation_list():
         [slide], [[]], tile_size=32, n_patches=4, random_state=0
     )
     assert labels.tolist() == ["negative"] * 4 and not masks.any()
+
+
+def test_read_a_missing_file_names_it(tmp_path):
+    missing = tmp_path / "gone.geojson"
+    with pytest.raises(AnnotationError, match=r"gone\.geojson' does not exist\.$"):
+        read_annotations(missing)
+
+
+# -- writing ------------------------------------------------------------------
+
+
+def test_polygon_coordinates_put_the_exterior_first_closed_and_oriented():
+    # The hole first, both rings clockwise-in-(x, y), neither closed.
+    hole = [[1, 1], [1, 2], [2, 2], [2, 1]]
+    exterior = [[0, 0], [0, 3], [3, 3], [3.00049, 0]]
+    outer, inner = polygon_coordinates([hole, exterior])
+    # The exterior reversed (positive area), the hole kept (negative).
+    assert outer == [[0.0, 0.0], [3.0, 0.0], [3.0, 3.0], [0.0, 3.0], [0.0, 0.0]]
+    assert inner == [[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0], [1.0, 1.0]]
+    assert polygon_coordinates([exterior], decimals=4)[0][1] == [3.0005, 0.0]
+
+
+def test_polygon_feature_colours():
+    from sklearn_gastric.datasets import GASTRIC_CLASSES
+
+    square = [[0, 0], [4, 0], [4, 4], [0, 4]]
+    assert set(CLASS_COLORS) == set(GASTRIC_CLASSES)
+    for name in GASTRIC_CLASSES:
+        feature = polygon_feature([square], name)
+        assert feature["properties"]["classification"] == {
+            "name": name,
+            "color": list(CLASS_COLORS[name]),
+        }
+    assert len({CLASS_COLORS[name] for name in GASTRIC_CLASSES}) == 4
+    other = polygon_feature([square], "mimic", properties={"name": "a"})
+    assert other["properties"] == {
+        "objectType": "annotation",
+        "classification": {"name": "mimic", "color": list(DEFAULT_COLOR)},
+        "name": "a",
+    }
+    chosen = polygon_feature([square], "HGIN", color=np.array([1, 2, 3]))
+    assert chosen["properties"]["classification"]["color"] == [1, 2, 3]
+
+
+def test_written_features_read_back_as_annotations(tmp_path):
+    holed = polygon_feature(
+        [_square(4, 4, 12, 12), _square(0, 0, 16, 16)], "LGIN", properties={"x": 1}
+    )
+    path = write_feature_collection([holed], tmp_path / "new" / "a.geojson")
+    assert path == tmp_path / "new" / "a.geojson"
+    assert json.loads(path.read_text())["type"] == "FeatureCollection"
+    (region,) = read_annotations(path)
+    assert region.class_name == "LGIN" and region.bbox == (0.0, 0.0, 16.0, 16.0)
+    mask, name = tile_annotation_mask([region], (0, 0), 32, 16)
+    expected = np.zeros((16, 16), dtype=bool)
+    expected[:8, :8] = True
+    expected[2:6, 2:6] = False
+    np.testing.assert_array_equal(mask, expected)
+    assert name == "LGIN"
+
+
+def test_a_failed_write_leaves_the_earlier_file(tmp_path):
+    path = tmp_path / "a.geojson"
+    path.write_text("earlier")
+    unserialisable = polygon_feature([_square(0, 0, 4, 4)], "HGIN")
+    unserialisable["properties"]["bad"] = object()
+    with pytest.raises(TypeError):
+        write_feature_collection([unserialisable], path)
+    assert path.read_text() == "earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.geojson"]

@@ -7,21 +7,20 @@ across ``n_jobs=1`` and ``n_jobs=2``. Equality is exact throughout.
 import numpy as np
 import pytest
 import torch
+from output_checks import assert_outputs_equal
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from sklearn_gastric import (
     GCNSlideClassifier,
     OtsuFilter,
-    PatchSegmenter,
     PearsonGraphBuilder,
-    Slide,
     SlideGraph,
     StainNormalizer,
     Tiler,
     TopKSelector,
 )
-from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
+from sklearn_gastric.datasets import make_gastric_slides
 
 TILE = 32
 
@@ -32,52 +31,23 @@ def _scramble_global_random_state(seed):
     torch.manual_seed(seed)
 
 
-def _train_segmenter(seed=0):
-    patches, masks, labels = make_patch_dataset(32, tile_size=TILE, random_state=0)
+def _train_segmenter(make_tiny_segmenter, seed=0):
     # Augmentation, a validation split and early stopping: every random
     # source of training is exercised.
-    return PatchSegmenter(
-        base_channels=4,
-        depth=2,
-        feature_dim=8,
+    return make_tiny_segmenter(
         max_epochs=2,
         batch_size=8,
         validation_fraction=0.25,
         patience=1,
         random_state=seed,
-    ).fit(patches, masks, labels)
-
-
-@pytest.fixture(scope="module")
-def segmenter():
-    return _train_segmenter()
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    arrays, labels, _ = make_gastric_slides(
-        6, size=256, classes=["negative", "carcinoma"], random_state=0
     )
-    return [Slide(a, name=f"slide-{i}") for i, a in enumerate(arrays)], labels
 
 
-def _assert_bags_equal(first, second):
-    assert len(first) == len(second)
-    for a, b in zip(first, second):
-        assert a.name == b.name
-        np.testing.assert_array_equal(a.coords, b.coords)
-        for column in ("tissue_fraction", "features", "scores", "patch_proba"):
-            left, right = getattr(a, column), getattr(b, column)
-            assert (left is None) == (right is None), column
-            if left is not None:
-                np.testing.assert_array_equal(left, right, err_msg=column)
-
-
-def test_segmenter_trained_twice_has_identical_weights():
+def test_segmenter_trained_twice_has_identical_weights(make_tiny_segmenter):
     _scramble_global_random_state(1)
-    first = _train_segmenter()
+    first = _train_segmenter(make_tiny_segmenter)
     _scramble_global_random_state(2)
-    second = _train_segmenter()
+    second = _train_segmenter(make_tiny_segmenter)
     weights = first.net_.module_.state_dict()
     for name, value in second.net_.module_.state_dict().items():
         assert torch.equal(value, weights[name]), name
@@ -86,7 +56,7 @@ def test_segmenter_trained_twice_has_identical_weights():
         [e[k] for k in ("train_loss", "valid_loss")] for e in second.net_.history
     ]
     # A different seed trains a different network: the test can fail.
-    other = _train_segmenter(seed=1).net_.module_.state_dict()
+    other = _train_segmenter(make_tiny_segmenter, seed=1).net_.module_.state_dict()
     assert not all(torch.equal(other[name], weights[name]) for name in weights)
 
 
@@ -133,7 +103,7 @@ def test_stain_normalisation_of_a_slide_does_not_depend_on_the_others(cohort):
     )
 
 
-def test_per_slide_steps_are_the_same_for_n_jobs_1_and_2(segmenter, cohort):
+def test_per_slide_steps_are_the_same_for_n_jobs_1_and_2(tiny_segmenter, cohort):
     slides = cohort[0]
     bags = Tiler(tile_size=TILE).fit_transform(slides)
     for mode in ("slide", "tile"):
@@ -141,27 +111,24 @@ def test_per_slide_steps_are_the_same_for_n_jobs_1_and_2(segmenter, cohort):
             OtsuFilter(min_tissue=0.5, mode=mode, n_jobs=n_jobs).fit_transform(bags)
             for n_jobs in (1, 2)
         ]
-        _assert_bags_equal(*kept)
+        assert_outputs_equal(*kept)
         assert sum(len(b) for b in kept[0]) > 0
     segmented = [
-        segmenter.set_params(n_jobs=n_jobs).transform(kept[0]) for n_jobs in (1, 2)
+        tiny_segmenter.set_params(reader_threads=threads).transform(kept[0])
+        for threads in (1, 2)
     ]
-    segmenter.set_params(n_jobs=None)
-    _assert_bags_equal(*segmented)
+    tiny_segmenter.set_params(reader_threads=None)
+    assert_outputs_equal(*segmented)
     top = [
         TopKSelector(k=4, n_jobs=n_jobs).fit_transform(segmented[0])
         for n_jobs in (1, 2)
     ]
-    _assert_bags_equal(*top)
+    assert_outputs_equal(*top)
     graphs = [
         PearsonGraphBuilder(threshold=0.3, n_jobs=n_jobs).fit_transform(top[0])
         for n_jobs in (1, 2)
     ]
-    for left, right in zip(*graphs):
-        assert left.name == right.name
-        np.testing.assert_array_equal(left.features, right.features)
-        np.testing.assert_array_equal(left.adjacency, right.adjacency)
-        np.testing.assert_array_equal(left.scores, right.scores)
+    assert_outputs_equal(*graphs)
 
 
 def _pipeline(segmenter, target, n_jobs):
@@ -183,12 +150,14 @@ def _pipeline(segmenter, target, n_jobs):
     )
 
 
-def test_pipeline_fitted_twice_predicts_identically(segmenter, cohort, he_target_path):
+def test_pipeline_fitted_twice_predicts_identically(
+    tiny_segmenter, cohort, he_target_path
+):
     slides, labels = cohort
     probas = []
     for run, n_jobs in enumerate((1, 1, 2)):
         _scramble_global_random_state(run)
-        pipe = _pipeline(segmenter, he_target_path, n_jobs).fit(slides, labels)
+        pipe = _pipeline(tiny_segmenter, he_target_path, n_jobs).fit(slides, labels)
         probas.append(pipe.predict_proba(slides))
     np.testing.assert_array_equal(probas[0], probas[1])
     np.testing.assert_array_equal(probas[0], probas[2])

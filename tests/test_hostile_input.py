@@ -69,21 +69,6 @@ def corrupt_tiff(good_tiff, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_segmenter():
-    rng = np.random.default_rng(0)
-    patches = rng.integers(0, 256, size=(8, 16, 16, 3), dtype=np.uint8)
-    masks = (patches[..., 0] > 128).astype(np.float32)
-    return PatchSegmenter(
-        base_channels=4,
-        depth=2,
-        feature_dim=8,
-        max_epochs=1,
-        validation_fraction=0,
-        random_state=0,
-    ).fit(patches, masks)
-
-
 # -- files ------------------------------------------------------------------
 
 
@@ -217,13 +202,13 @@ def test_segmenter_skips_or_raises_on_a_corrupt_tile(
     bags = Tiler(tile_size=TILE).transform([corrupt_tiff])
     with pytest.raises(SlideError, match=r"'corrupt.tiff': tile 1 at .*\(128, 0\)"):
         tiny_segmenter.transform(bags)
-    skipping = tiny_segmenter.set_params(on_error="skip", n_jobs=2)
+    skipping = tiny_segmenter.set_params(on_error="skip", reader_threads=2)
     try:
         with pytest.warns(UnreadableTileWarning, match=r"'corrupt.tiff'.*\(128, 0\)"):
             (out,) = skipping.transform(bags)
         (reference,) = skipping.transform(Tiler(tile_size=TILE).transform([good_tiff]))
     finally:
-        tiny_segmenter.set_params(on_error="raise", n_jobs=None)
+        tiny_segmenter.set_params(on_error="raise", reader_threads=None)
     keep = np.arange(len(reference)) != CORRUPT_INDEX
     np.testing.assert_array_equal(out.coords, reference.coords[keep])
     # The skipped tile shifts the others into other batches, and CPU kernels

@@ -43,41 +43,19 @@ from sklearn_gastric import (
     __version__,
 )
 from sklearn_gastric._persistence import ModelFileError, load_model, save_model
-from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
+from sklearn_gastric.datasets import make_patch_dataset
 
 TILE = 32
 
 
 @pytest.fixture(scope="module")
-def segmenter():
-    patches, masks, labels = make_patch_dataset(32, tile_size=TILE, random_state=0)
-    return PatchSegmenter(
-        base_channels=4,
-        depth=2,
-        feature_dim=8,
-        max_epochs=1,
-        batch_size=16,
-        validation_fraction=0,
-        random_state=0,
-    ).fit(patches, masks, labels)
-
-
-@pytest.fixture(scope="module")
-def cohort():
-    arrays, labels, _ = make_gastric_slides(
-        6, size=256, classes=["negative", "carcinoma"], random_state=0
-    )
-    return [Slide(a, name=f"slide-{i}") for i, a in enumerate(arrays)], labels
-
-
-@pytest.fixture(scope="module")
-def fitted_pipeline(segmenter, cohort, he_target_path):
+def fitted_pipeline(tiny_segmenter, cohort, he_target_path):
     pipe = Pipeline(
         [
             ("stain", StainNormalizer(target=Path(he_target_path))),
             ("tile", Tiler(tile_size=TILE)),
             ("tissue", OtsuFilter(min_tissue=0.5)),
-            ("seg", FrozenEstimator(segmenter)),
+            ("seg", FrozenEstimator(tiny_segmenter)),
             ("topk", TopKSelector(k=4)),
             ("graph", PearsonGraphBuilder(threshold=0.5)),
             (
@@ -251,7 +229,7 @@ def test_unfitted_estimator_round_trips_unfitted(tmp_path):
         loaded.predict([SlideGraph(np.ones((2, 2)), np.zeros((2, 2)))])
 
 
-def test_cache_locations_are_not_stored(segmenter, tmp_path):
+def test_cache_locations_are_not_stored(tiny_segmenter, tmp_path):
     cached = PatchSegmenter(memory=str(tmp_path / "cache"))
     pipe = Pipeline([("tile", Tiler()), ("seg", FrozenEstimator(cached))])
     pipe.set_params(memory=joblib.Memory(tmp_path / "pipe-cache", verbose=0))
@@ -260,10 +238,83 @@ def test_cache_locations_are_not_stored(segmenter, tmp_path):
     assert loaded.named_steps["seg"].estimator.memory is None
 
 
-def test_gpu_model_loads_on_cpu_without_cuda(segmenter, tmp_path):
+def _loss_of(net, y_pred, y_true):
+    return float(net.criterion_(y_pred, y_true))
+
+
+def test_the_segmenter_loss_set_in_fit_round_trips(tmp_path):
+    patches, masks, labels = make_patch_dataset(24, tile_size=TILE, random_state=0)
+    labels = np.where(np.arange(len(labels)) < 18, "negative", "HGIN")
+    seg = PatchSegmenter(
+        base_channels=4, depth=2, feature_dim=8, max_epochs=1, dice_weight=0.3,
+        classification_loss="euclidean", class_weight="balanced",
+        validation_fraction=0, random_state=0,
+    ).fit(patches, masks, labels)  # fmt: skip
+    loaded = load_model(save_model(seg, tmp_path / "seg.sgm"))
+    criterion, copy = seg.net_.criterion_, loaded.net_.criterion_
+    assert type(loaded.net_) is type(seg.net_)
+    assert type(copy) is type(criterion)
+    assert (copy.dice_weight, copy.classification_loss) == (0.3, "euclidean")
+    assert copy.class_weight == criterion.class_weight == (2.0, 2 / 3)
+    assert copy.eps == criterion.eps
+    y_pred = (torch.randn(3, 8, 8), torch.randn(3, 2), torch.zeros(3, 8))
+    y_true = {"mask": torch.rand(3, 8, 8), "label": torch.tensor([0, 1, 1])}
+    assert _loss_of(loaded.net_, y_pred, y_true) == _loss_of(seg.net_, y_pred, y_true)
+
+
+def test_the_gcn_loss_and_module_set_in_fit_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    y = ["negative"] * 6 + ["HGIN"] * 2
+    graphs = [SlideGraph(rng.normal(size=(3, 2)), np.zeros((3, 3))) for _ in y]
+    gcn = GCNSlideClassifier(
+        hidden_units=4, n_layers=1, readout="max", class_weight="balanced",
+        weight_decay=0.01, max_epochs=2, random_state=0,
+    ).fit(graphs, y)  # fmt: skip
+    loaded = load_model(save_model(gcn, tmp_path / "gcn.sgm"))
+    assert type(loaded.net_.criterion_) is torch.nn.CrossEntropyLoss
+    torch.testing.assert_close(
+        loaded.net_.criterion_.weight, torch.tensor([2.0, 2 / 3]), rtol=0, atol=0
+    )
+    assert loaded.net_.module_.readout == "max"
+    assert len(loaded.net_.module_.convs) == 1
+    assert loaded.net_.optimizer__weight_decay == 0.01
+    logits, target = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
+    assert _loss_of(loaded.net_, logits, target) == _loss_of(gcn.net_, logits, target)
+
+
+def test_the_loader_builds_each_net_as_fit_does(tiny_segmenter, tmp_path, monkeypatch):
+    # What fit's net-building method says, and the file does not, still
+    # reaches the loaded net: both go through the one method.
+    path = save_model(tiny_segmenter, tmp_path / "seg.sgm")
+    make_net = PatchSegmenter._make_net
+
+    def with_eps(self, **overrides):
+        return make_net(self, **{"criterion__eps": 0.25, **overrides})
+
+    monkeypatch.setattr(PatchSegmenter, "_make_net", with_eps)
+    assert load_model(path).net_.criterion_.eps == 0.25
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("kind", ["PatchSegmenter", "GCNSlideClassifier"])
+def test_pickled_gpu_nets_load_on_cpu_without_cuda(
+    tiny_segmenter, fitted_pipeline, kind
+):
+    model = tiny_segmenter if kind == "PatchSegmenter" else fitted_pipeline[-1]
+    gpu = pickle.loads(pickle.dumps(model))
+    gpu.net_.device = "cuda"
+    with pytest.warns(DeviceWarning, match=rf"This {kind} was trained on 'cuda'"):
+        loaded = pickle.loads(pickle.dumps(gpu))
+    assert loaded.net_.device == "cpu"
+    assert joblib.hash(pickle.loads(pickle.dumps(model))) == joblib.hash(model)
+    for name, value in model.net_.module_.state_dict().items():
+        assert torch.equal(loaded.net_.module_.state_dict()[name], value), name
+
+
+def test_gpu_model_loads_on_cpu_without_cuda(tiny_segmenter, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available: the CPU fallback does not apply.")
-    path = save_model(segmenter, tmp_path / "seg.sgm")
+    path = save_model(tiny_segmenter, tmp_path / "seg.sgm")
 
     def on_cuda(data):
         net = data["model"]["__estimator__"][2]["net_"]["__skorch_net__"]
@@ -273,7 +324,7 @@ def test_gpu_model_loads_on_cpu_without_cuda(segmenter, tmp_path):
         loaded = load_model(rewrite(path, manifest=on_cuda))
     patches = make_patch_dataset(2, tile_size=TILE, random_state=1)[0]
     np.testing.assert_array_equal(
-        loaded.predict_proba_maps(patches), segmenter.predict_proba_maps(patches)
+        loaded.predict_proba_maps(patches), tiny_segmenter.predict_proba_maps(patches)
     )
 
 

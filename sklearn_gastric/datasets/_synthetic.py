@@ -16,8 +16,10 @@ from sklearn.utils import check_random_state
 from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, validate_params
 from ..utils._validation import N_JOBS
-from . import _render
+from ._fields import random_tissue
 from ._labs import REFERENCE_LAB, StainProfile, sample_slide_stains
+from ._regions import grow_region, place_foci
+from ._render import render
 
 __all__ = ["GASTRIC_CLASSES", "make_gastric_slides", "make_patch_dataset"]
 
@@ -27,21 +29,26 @@ _MIN_SLIDE_SIZE = 256
 _MIN_TILE_SIZE = 32
 _SLIDE_MPP = 0.5
 
+# The parameters both generators take.
+_RENDER_CONSTRAINTS = {
+    "classes": ["array-like", None],
+    "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
+    "lab": [StainProfile, None],
+    "random_state": ["random_state"],
+}
+
 
 @validate_params(
     {
         "n_slides": [Interval(numbers.Integral, 1, None, closed="left")],
         "size": [Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
-        "classes": ["array-like", None],
         "lesion_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
-        "lab": [StainProfile, None],
         "return_stains": ["boolean"],
         "return_tissue": ["boolean"],
         "out_dir": [str, os.PathLike, None],
         "n_jobs": N_JOBS,
         "verbose": ["verbose"],
-        "random_state": ["random_state"],
+        **_RENDER_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
@@ -159,7 +166,7 @@ def make_gastric_slides(
     >>> [bool(m.any()) for m in masks] == [lab != "negative" for lab in labels]
     True
     """
-    shape = _check_size(size, "size", _MIN_SLIDE_SIZE)
+    shape = _check_shape(size, "size", _MIN_SLIDE_SIZE)
     classes = _check_classes(classes)
     rng = check_random_state(random_state)
     labels = np.resize(np.asarray(classes, dtype=object), n_slides)
@@ -212,15 +219,9 @@ def _make_one_slide(item, *, shape, lesion_fraction, stain_jitter, lab, keep_tis
 
 def _render_slide(seed, shape, label, lesion_fraction, stain_jitter, lab):
     """One synthetic slide, its lesion mask, stain matrix and tissue mask,
-    from an integer seed.
-
-    The tissue and the stains come from two independent streams, so that
-    changing ``stain_jitter`` or ``lab`` recolours the same tissue.
-    """
-    structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
-    structure = np.random.default_rng(structure_seed)
-    stains = sample_slide_stains(np.random.default_rng(stain_seed), lab, stain_jitter)
-    tissue = _render.tissue_mask(structure, shape, structure.uniform(0.4, 0.7))
+    from an integer seed."""
+    structure, stains = _random_streams(seed, lab, stain_jitter)
+    tissue = random_tissue(structure, shape, structure.uniform(0.4, 0.7))
     tissue_area = int(np.count_nonzero(tissue))
     mask = np.zeros(shape, dtype=bool)
     lesions = []
@@ -229,35 +230,50 @@ def _render_slide(seed, shape, label, lesion_fraction, stain_jitter, lab):
         # fraction, so that a lesion slide never has an empty mask.
         area = max(1, round(lesion_fraction * tissue_area))
         n_foci = min(int(structure.integers(1, 4)), area)
-        for focus in _render.place_foci(structure, tissue, area, n_foci):
+        for focus in place_foci(structure, tissue, area, n_foci):
             rows, cols, sub = focus
             mask[rows, cols] |= sub
             lesions.append((label, focus))
     mimic_area = round(structure.uniform(0.01, 0.10) * tissue_area)
-    mimics = _render.place_foci(
+    mimics = place_foci(
         structure, tissue & ~mask, mimic_area, int(structure.integers(2, 7))
     )
-    image = _render.render(
-        structure,
-        shape,
-        tissue,
-        lesions,
-        mimics,
-        stains,
-        gland_density=structure.uniform(0.55, 0.9),
-    )
+    image = _render_tissue(structure, tissue, lesions, mimics, stains)
     return image, mask, stains["vectors"], tissue
+
+
+def _random_streams(seed, lab, stain_jitter):
+    """The structure's random generator and the stains of one item, from two
+    independent streams of ``seed``, so that changing ``stain_jitter`` or
+    ``lab`` recolours the same tissue."""
+    structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
+    stains = sample_slide_stains(np.random.default_rng(stain_seed), lab, stain_jitter)
+    return np.random.default_rng(structure_seed), stains
+
+
+def _render_tissue(structure, tissue, lesions, mimics, stains):
+    """The image of the tissue with its lesions and mimics, at a random
+    gland density."""
+    density = structure.uniform(0.55, 0.9)
+    shape = tissue.shape
+    return render(
+        structure, shape, tissue, lesions, mimics, stains, gland_density=density
+    )
+
+
+def _grow_anywhere(rng, allowed, area):
+    """A region of ``area`` allowed pixels around a random allowed pixel."""
+    ys, xs = np.nonzero(allowed)
+    k = rng.integers(ys.size)
+    return grow_region(rng, allowed, area, (ys[k], xs[k]))
 
 
 @validate_params(
     {
         "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
         "tile_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "classes": ["array-like", None],
         "positive_fraction": [Interval(numbers.Real, 0, 1, closed="both")],
-        "stain_jitter": [Interval(numbers.Real, 0, 1, closed="both")],
-        "lab": [StainProfile, None],
-        "random_state": ["random_state"],
+        **_RENDER_CONSTRAINTS,
     },
     prefer_skip_nested_validation=True,
 )
@@ -330,7 +346,7 @@ def make_patch_dataset(
     >>> bool(((masks.sum(axis=(1, 2)) > 0) == (labels != "negative")).all())
     True
     """
-    tile_size = _check_size(tile_size, "tile_size", _MIN_TILE_SIZE)
+    tile_size = _check_shape(tile_size, "tile_size", _MIN_TILE_SIZE)
     classes = _check_classes(classes)
     lesion_classes = [c for c in classes if c != "negative"]
     n_positive = round(positive_fraction * n_patches)
@@ -358,21 +374,17 @@ def make_patch_dataset(
 
 def _render_patch(seed, shape, label, stain_jitter, lab):
     """One synthetic patch and its lesion mask, from an integer seed."""
-    structure_seed, stain_seed = np.random.SeedSequence(int(seed)).spawn(2)
-    structure = np.random.default_rng(structure_seed)
-    stains = sample_slide_stains(np.random.default_rng(stain_seed), lab, stain_jitter)
+    structure, stains = _random_streams(seed, lab, stain_jitter)
     if structure.random() < 0.75:
         tissue = np.ones(shape, dtype=bool)
     else:
-        tissue = _render.tissue_mask(structure, shape, structure.uniform(0.55, 0.9))
+        tissue = random_tissue(structure, shape, structure.uniform(0.55, 0.9))
     tissue_area = int(np.count_nonzero(tissue))
     mask = np.zeros(shape, dtype=bool)
     lesions = []
     if label != "negative":
         area = max(1, round(structure.uniform(0.15, 1.0) * tissue_area))
-        ys, xs = np.nonzero(tissue)
-        k = structure.integers(ys.size)
-        focus = _render.grow_region(structure, tissue, area, (ys[k], xs[k]))
+        focus = _grow_anywhere(structure, tissue, area)
         rows, cols, sub = focus
         mask[rows, cols] = sub
         lesions.append((label, focus))
@@ -381,22 +393,11 @@ def _render_patch(seed, shape, label, stain_jitter, lab):
     if structure.random() < 0.4 and free.any():
         area = round(structure.uniform(0.1, 0.5) * np.count_nonzero(free))
         if area > 0:
-            ys, xs = np.nonzero(free)
-            k = structure.integers(ys.size)
-            mimics.append(_render.grow_region(structure, free, area, (ys[k], xs[k])))
-    image = _render.render(
-        structure,
-        shape,
-        tissue,
-        lesions,
-        mimics,
-        stains,
-        gland_density=structure.uniform(0.55, 0.9),
-    )
-    return image, mask
+            mimics.append(_grow_anywhere(structure, free, area))
+    return _render_tissue(structure, tissue, lesions, mimics, stains), mask
 
 
-def _check_size(size, name, minimum):
+def _check_shape(size, name, minimum):
     if isinstance(size, numbers.Integral):
         size = (size, size)
     size = tuple(size)

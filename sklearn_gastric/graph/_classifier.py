@@ -10,17 +10,21 @@ from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
 
+from ..utils._nets import PicklesNetByContent, build_net, fit_seeded, held_out_settings
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import check_device, check_labels, stratified_split
+from ..utils._validation import (
+    check_device,
+    check_labels,
+    check_slide_graphs,
+    stratified_split,
+)
 from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
-from ._slide_graph import SlideGraph
 
 __all__ = ["GCNSlideClassifier"]
 
 
-class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
+class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
     """Classify slides from their graphs with a graph convolutional network.
 
     Step 8 of the method. Each graph convolution computes
@@ -65,7 +69,9 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         for ``patience`` epochs and keep the best epoch's weights (skorch's
         :class:`~skorch.callbacks.EarlyStopping`). None never stops early.
     device : str, default="cpu"
-        The torch device.
+        The torch device. A classifier trained on a GPU and unpickled where
+        CUDA is absent moves its weights to the CPU (with skorch's
+        ``DeviceWarning``).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout. Two fits with the
         same integer give identical models on CPU. The global torch random
@@ -192,7 +198,7 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         self : GCNSlideClassifier
         """
         check_device(self.device, type(self).__name__)
-        graphs = _check_graphs(X)
+        graphs = check_slide_graphs(X, type(self).__name__)
         y = check_labels(y, len(graphs), type(self).__name__)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         self.n_node_features_ = graphs[0].n_features
@@ -212,49 +218,37 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
                 dtype=torch.float32,
             )
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        train_split, callbacks = None, []
+        held_out = {}
         if self.validation_fraction > 0:
-            train_split = _StratifiedSplit(self.validation_fraction, seed)
-            if self.patience is not None:
-                callbacks.append(
-                    (
-                        "early_stopping",
-                        EarlyStopping(
-                            monitor="valid_loss", patience=self.patience, load_best=True
-                        ),
-                    )
-                )
-        self.net_ = NeuralNet(
-            module=GCN,
+            held_out = held_out_settings(
+                _StratifiedSplit(self.validation_fraction, seed), self.patience
+            )
+        net = self._make_net(
             module__in_features=self.n_node_features_,
             module__n_classes=len(self.classes_),
-            module__hidden_units=self.hidden_units,
-            module__n_layers=self.n_layers,
-            module__dropout=self.dropout,
-            module__readout=self.readout,
-            criterion=torch.nn.CrossEntropyLoss,
             criterion__weight=weight,
-            optimizer=torch.optim.Adam,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=collate_graphs,
-            iterator_valid__collate_fn=collate_graphs,
-            device=self.device,
-            verbose=self.verbose,
+            **held_out,
         )
-        with (
-            _one_cpu_thread(self.device),
-            torch.random.fork_rng(devices=_cuda_devices(self.device)),
-        ):
-            torch.manual_seed(seed)
-            self.net_.fit(self._dataset(graphs, y_encoded), y=None)
-        self.net_.module_.eval()
+        with _one_cpu_thread(self.device):
+            self.net_ = fit_seeded(net, self._dataset(graphs, y_encoded), seed)
         return self
+
+    def _make_net(self, **overrides):
+        """The skorch net of this classifier, untrained: ``fit`` trains it,
+        and :func:`~sklearn_gastric.load_model` rebuilds it with the stored
+        net parameters as ``overrides``."""
+        params = {
+            "module": GCN,
+            "module__hidden_units": self.hidden_units,
+            "module__n_layers": self.n_layers,
+            "module__dropout": self.dropout,
+            "module__readout": self.readout,
+            "criterion": torch.nn.CrossEntropyLoss,
+            "optimizer__weight_decay": self.weight_decay,
+            "iterator_train__collate_fn": collate_graphs,
+            "iterator_valid__collate_fn": collate_graphs,
+        }
+        return build_net(NeuralNet, self, params, overrides)
 
     def _dataset(self, graphs, labels=None):
         features = [
@@ -276,7 +270,7 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
             Columns in the order of ``classes_``; rows sum to 1.
         """
         check_is_fitted(self)
-        graphs = _check_graphs(X)
+        graphs = check_slide_graphs(X, type(self).__name__)
         if not graphs:
             return np.zeros((0, len(self.classes_)))
         _check_feature_length(
@@ -293,6 +287,7 @@ class GCNSlideClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : list of SlideGraph
+            As for :meth:`predict_proba`.
 
         Returns
         -------
@@ -329,32 +324,6 @@ class _StratifiedSplit:
         return Subset(dataset, train), Subset(dataset, valid)
 
 
-def _check_graphs(X):
-    if isinstance(X, SlideGraph):
-        raise TypeError(
-            "GCNSlideClassifier expects a list of SlideGraph; got a single "
-            "SlideGraph. Wrap it in a list."
-        )
-    if isinstance(X, (str, bytes, np.ndarray)) or not hasattr(X, "__iter__"):
-        raise TypeError(
-            f"GCNSlideClassifier expects a list of SlideGraph; got {type(X).__name__}."
-        )
-    graphs = list(X)
-    for i, graph in enumerate(graphs):
-        if not isinstance(graph, SlideGraph):
-            raise TypeError(
-                "GCNSlideClassifier expects a list of SlideGraph; item "
-                f"{i} is a {type(graph).__name__}."
-            )
-        # A SlideGraph checks its features on construction, but arrays can be
-        # modified in place afterwards.
-        if not np.isfinite(graph.features).all():
-            raise ValueError(
-                f"Graph {graph.name!r}: features contain NaN or infinite values."
-            )
-    return graphs
-
-
 def _check_feature_length(graphs, expected, reference):
     for graph in graphs:
         if graph.n_features != expected:
@@ -376,11 +345,3 @@ def _one_cpu_thread(device):
         yield
     finally:
         torch.set_num_threads(n_threads)
-
-
-def _cuda_devices(device):
-    """The CUDA devices whose random state ``fit`` forks (none on CPU)."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]

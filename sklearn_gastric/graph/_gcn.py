@@ -4,11 +4,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..utils._sklearn_compat import validate_params
+
 __all__ = ["GCN", "GraphConv", "collate_graphs", "normalize_adjacency"]
 
 READOUTS = ("mean", "max", "sum", "mean_max")
 
 
+@validate_params(
+    {"adjacency": [torch.Tensor], "mask": [torch.Tensor, None]},
+    prefer_skip_nested_validation=True,
+)
 def normalize_adjacency(adjacency, mask=None):
     """Kipf & Welling's symmetric normalisation ``D^-1/2 (A + I) D^-1/2``.
 
@@ -87,15 +93,9 @@ class GCN(nn.Module):
         Node feature length.
     n_classes : int
         Number of classes.
-    hidden_units : int, default=64
-        Width of every graph convolution.
-    n_layers : int, default=2
-        Number of graph convolutions.
-    dropout : float, default=0.0
-        Dropout before each convolution and before the output layer.
-    readout : {"mean", "max", "sum", "mean_max"}, default="mean_max"
-        How node vectors become the graph vector; ``"mean_max"``
-        concatenates the mean and the max.
+    hidden_units, n_layers, dropout, readout
+        The architecture, as the parameters of the same names of
+        :class:`GCNSlideClassifier` (which builds this module).
 
     Examples
     --------
@@ -196,6 +196,7 @@ class GraphDataset(torch.utils.data.Dataset):
         return self.features[i], self.adjacencies[i], label
 
 
+@validate_params({"batch": [list, tuple]}, prefer_skip_nested_validation=True)
 def collate_graphs(batch):
     """Pad a list of graphs to the largest one and stack them.
 

@@ -1,14 +1,14 @@
 """The Pearson graph over a slide's top-K tiles (step 7)."""
 
+from functools import partial
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..utils import map_slides
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context, validate_params
-from ..utils._validation import N_JOBS
-from ._bags import check_tile_bags, require_column, score_order
+from ..utils._sklearn_compat import Interval, StrOptions, validate_params
+from ..utils._stateless import StatelessTransformer
+from ..utils._validation import N_JOBS, check_tile_bags
 from ._slide_graph import SlideGraph
 
 __all__ = ["PearsonGraphBuilder", "pearson_adjacency"]
@@ -79,6 +79,11 @@ def pearson_adjacency(features, threshold=0.5, rule="similarity"):
         )
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values.")
+    return _adjacency(x, threshold, rule)
+
+
+def _adjacency(x, threshold, rule):
+    """:func:`pearson_adjacency` of a checked float64 matrix."""
     r, defined = _pearson_r(x)
     connected = r >= threshold if rule == "similarity" else 1.0 - r >= threshold
     connected &= defined[:, None] & defined[None, :]
@@ -106,36 +111,17 @@ def _pearson_r(x):
     return upper + upper.T, defined
 
 
-class _BuildGraph:
-    """Picklable per-slide worker of :class:`PearsonGraphBuilder`."""
-
-    def __init__(self, threshold, rule):
-        self.threshold = threshold
-        self.rule = rule
-
-    def __call__(self, bag):
-        features = require_column(bag, "features")
-        if features.ndim != 2:
-            raise ValueError(
-                f"Slide {bag.name!r}: features must have shape (n_tiles, "
-                f"n_features); got {features.shape}."
-            )
-        if bag.scores is not None:
-            scores = require_column(bag, "scores")
-            bag = bag.subset(score_order(scores, bag.coords))
-        adjacency = pearson_adjacency(
-            bag.features, threshold=self.threshold, rule=self.rule
-        )
-        return SlideGraph(
-            bag.features,
-            adjacency,
-            scores=bag.scores,
-            coords=bag.coords,
-            name=bag.name,
-        )
+def _build_graph(bag, *, threshold, rule):
+    bag.require("features")
+    if bag.scores is not None:
+        bag = bag.subset(bag.score_order())
+    adjacency = _adjacency(bag.features.astype(np.float64), threshold, rule)
+    return SlideGraph(
+        bag.features, adjacency, scores=bag.scores, coords=bag.coords, name=bag.name
+    )
 
 
-class PearsonGraphBuilder(TransformerMixin, BaseEstimator):
+class PearsonGraphBuilder(StatelessTransformer):
     """Turn each slide's tiles into a graph over the Pearson relation of features.
 
     Step 7 of the method: one node per tile, in decreasing score order, and
@@ -204,23 +190,6 @@ class PearsonGraphBuilder(TransformerMixin, BaseEstimator):
         self.rule = rule
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the parameters; there is nothing to learn.
-
-        Parameters
-        ----------
-        X : list of TileBag
-            Ignored.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : PearsonGraphBuilder
-        """
-        return self
-
     def transform(self, X):
         """Build one graph per slide.
 
@@ -234,13 +203,6 @@ class PearsonGraphBuilder(TransformerMixin, BaseEstimator):
         graphs : list of SlideGraph
             One graph per input slide, in order.
         """
-        self._validate_params()
         bags = check_tile_bags(X, type(self).__name__)
-        worker = _BuildGraph(float(self.threshold), self.rule)
+        worker = partial(_build_graph, threshold=float(self.threshold), rule=self.rule)
         return map_slides(worker, bags, n_jobs=self.n_jobs)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = False
-        return tags

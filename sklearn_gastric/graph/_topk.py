@@ -1,29 +1,21 @@
 """TopKSelector: keep the K tiles with the highest lesion score (step 6)."""
 
+from functools import partial
 from numbers import Integral
 
-from sklearn.base import BaseEstimator, TransformerMixin
-
 from ..utils import map_slides
-from ..utils._sklearn_compat import Interval, _fit_context
-from ..utils._validation import N_JOBS
-from ._bags import check_tile_bags, require_column, score_order
+from ..utils._sklearn_compat import Interval
+from ..utils._stateless import StatelessTransformer
+from ..utils._validation import N_JOBS, check_tile_bags
 
 __all__ = ["TopKSelector"]
 
 
-class _SelectTopK:
-    """Picklable per-slide worker of :class:`TopKSelector`."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def __call__(self, bag):
-        scores = require_column(bag, "scores")
-        return bag.subset(score_order(scores, bag.coords)[: self.k])
+def _select_top_k(bag, *, k):
+    return bag.subset(bag.score_order()[:k])
 
 
-class TopKSelector(TransformerMixin, BaseEstimator):
+class TopKSelector(StatelessTransformer):
     """Keep the ``k`` tiles with the highest ``scores``, highest first.
 
     Step 6 of the method: the tile score is the sum of the tile's lesion
@@ -48,8 +40,9 @@ class TopKSelector(TransformerMixin, BaseEstimator):
     Notes
     -----
     Tiles with equal scores are ordered by position: raster order of their
-    level-0 coordinates (``y``, then ``x``), then their index in the bag. The
-    output therefore does not depend on the order of the input tiles.
+    level-0 coordinates (``y``, then ``x``), then their index in the bag
+    (:meth:`~sklearn_gastric.preprocessing.TileBag.score_order`). The output
+    therefore does not depend on the order of the input tiles.
 
     A slide without any tile is an error ("no tissue tile"), as is a bag
     without ``scores`` or with NaN scores.
@@ -79,23 +72,6 @@ class TopKSelector(TransformerMixin, BaseEstimator):
         self.k = k
         self.n_jobs = n_jobs
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the parameters; there is nothing to learn.
-
-        Parameters
-        ----------
-        X : list of TileBag
-            Ignored.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : TopKSelector
-        """
-        return self
-
     def transform(self, X):
         """Select the top-``k`` tiles of every slide.
 
@@ -110,12 +86,5 @@ class TopKSelector(TransformerMixin, BaseEstimator):
             One bag per input slide, in order, with at most ``k`` tiles by
             decreasing score.
         """
-        self._validate_params()
         bags = check_tile_bags(X, type(self).__name__)
-        return map_slides(_SelectTopK(self.k), bags, n_jobs=self.n_jobs)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.requires_fit = False
-        return tags
+        return map_slides(partial(_select_top_k, k=self.k), bags, n_jobs=self.n_jobs)

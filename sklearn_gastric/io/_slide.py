@@ -7,23 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Slide", "SlideError", "UnreadableTileWarning", "open_slide"]
+from . import _openslide
+from ._array import array_pyramid, read_array_region
+from ._errors import SlideError, UnreadableTileWarning
+from ._pixels import resize_area, rgba_to_rgb_on_white
+from ._view import read_view
 
-# Extensions that OpenSlide does not read but PIL does: opened through
-# ``openslide.ImageSlide`` so that a PNG target or a JPEG crop works as a slide.
-_PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-# Virtual pyramid of an array slide: each level is this much smaller.
-_ARRAY_LEVEL_FACTOR = 4
-_ARRAY_SMALLEST_LEVEL_SIDE = 512
-
-
-class SlideError(ValueError):
-    """A slide cannot be opened or read; the message names the slide."""
-
-
-class UnreadableTileWarning(UserWarning):
-    """A tile that cannot be read was skipped (``on_error="skip"``)."""
+__all__ = ["Slide", "SlideError", "UnreadableTileWarning"]
 
 
 class Slide:
@@ -137,59 +127,15 @@ class Slide:
         self.vendor = None
         self._file_mpp = None
         height, width = array.shape[:2]
-        downsamples = [1]
-        while (
-            max(width, height) / (downsamples[-1] * _ARRAY_LEVEL_FACTOR)
-            >= _ARRAY_SMALLEST_LEVEL_SIDE
-        ):
-            downsamples.append(downsamples[-1] * _ARRAY_LEVEL_FACTOR)
-        self.level_downsamples = tuple(float(d) for d in downsamples)
-        self.level_dimensions = tuple(
-            (max(1, width // d), max(1, height // d)) for d in downsamples
-        )
+        self.level_dimensions, self.level_downsamples = array_pyramid(width, height)
 
     def _open_handle(self):
-        import openslide
-
-        path = self.path
-        try:
-            return openslide.OpenSlide(str(path))
-        except openslide.OpenSlideUnsupportedFormatError as exc:
-            if path.suffix.lower() in _PLAIN_IMAGE_SUFFIXES:
-                try:
-                    return openslide.ImageSlide(str(path))
-                except Exception as image_exc:  # PIL raises several types
-                    raise SlideError(
-                        f"Slide {self.name!r}: cannot read {str(path)!r} as an "
-                        f"image ({image_exc})."
-                    ) from image_exc
-            raise SlideError(
-                f"Slide {self.name!r}: {str(path)!r} is not in a format OpenSlide "
-                f"reads, or is corrupt or truncated ({exc or 'unsupported file'})."
-            ) from exc
-        except openslide.OpenSlideError as exc:
-            raise SlideError(
-                f"Slide {self.name!r}: OpenSlide failed to open {str(path)!r}: {exc}"
-            ) from exc
+        return _openslide.open_handle(self.path, self.name)
 
     def _read_geometry(self, handle):
-        import openslide
-
-        if isinstance(handle, openslide.ImageSlide):
-            self.vendor = "image"
-        else:
-            self.vendor = handle.properties.get(openslide.PROPERTY_NAME_VENDOR)
-        self.level_dimensions = tuple(
-            tuple(int(v) for v in d) for d in handle.level_dimensions
-        )
-        self.level_downsamples = tuple(float(d) for d in handle.level_downsamples)
-        try:
-            self._file_mpp = (
-                float(handle.properties[openslide.PROPERTY_NAME_MPP_X]),
-                float(handle.properties[openslide.PROPERTY_NAME_MPP_Y]),
-            )
-        except (KeyError, ValueError):
-            self._file_mpp = None
+        geometry = _openslide.read_geometry(handle)
+        self.vendor, self.level_dimensions, self.level_downsamples = geometry[:3]
+        self._file_mpp = geometry[3]
         self._handle = handle
 
     def _get_handle(self):
@@ -283,7 +229,9 @@ class Slide:
                 f"Slide {self.name!r}: region size must be positive; got {(w, h)}."
             )
         if self._array is not None:
-            region = self._read_array_region(x, y, level, w, h)
+            region = read_array_region(
+                self._array, (x, y), self.level_downsamples[level], (w, h)
+            )
         else:
             region = self._read_file_region(x, y, level, w, h)
         if self.transform is not None:
@@ -314,7 +262,7 @@ class Slide:
                     f"Slide {self.name!r}: reading the region at ({x}, {y}), level "
                     f"{level}, size {(w, h)} failed: {exc}"
                 ) from exc
-        return _rgba_to_rgb_on_white(np.asarray(rgba))
+        return rgba_to_rgb_on_white(np.asarray(rgba))
 
     def _discard_handle(self, handle):
         """Forget ``handle`` if it is still the shared one; threads still
@@ -323,17 +271,78 @@ class Slide:
             if self._handle is handle:
                 self._handle = None
 
-    def _read_array_region(self, x, y, level, w, h):
-        factor = int(round(self.level_downsamples[level]))
-        height, width = self._array.shape[:2]
-        region = np.full((h * factor, w * factor, 3), 255, dtype=np.uint8)
-        x0, y0 = max(x, 0), max(y, 0)
-        x1, y1 = min(x + w * factor, width), min(y + h * factor, height)
-        if x1 > x0 and y1 > y0:
-            region[y0 - y : y1 - y, x0 - x : x1 - x] = self._array[y0:y1, x0:x1]
-        if factor > 1:
-            region = _block_mean(region, factor)
-        return region
+    def read_view(
+        self, downsample, *, reduce="mean", use_thumbnail=True, on_error="raise"
+    ):
+        """A view of the whole slide at about ``downsample``, read chunk by chunk.
+
+        The coarsest pyramid level whose downsample does not exceed
+        ``downsample`` is read in chunks of at most 2048x2048 pixels, and each
+        chunk is reduced by the integer factor that brings it closest to
+        ``downsample`` from above, so memory stays bounded by the size of the
+        view whatever the size of the slide. When the file stores its own
+        downsampled copy of the whole image (the "thumbnail" of Aperio files)
+        and that copy is coarser than the level that would be read but no
+        coarser than ``downsample``, it is used instead, which spares reading
+        full-resolution pixels of single-level files.
+
+        Parameters
+        ----------
+        downsample : float
+            The wanted level-0 pixels per view pixel (at least 1).
+        reduce : {"mean", "sample"}, default="mean"
+            How a block of the level read becomes one view pixel: its mean
+            (area resizing), or its top-left pixel (no mixing of neighbouring
+            colours, which is what stain estimation wants).
+        use_thumbnail : bool, default=True
+            Allow the file's stored thumbnail.
+        on_error : {"raise", "skip"}, default="raise"
+            A tile of the file that cannot be read (a corrupt tile of a
+            single-level file read at full resolution): ``"raise"`` a
+            :class:`SlideError` naming the slide and the tile, or ``"skip"``
+            it: its part of the view is white (glass) and its message is in
+            the view's ``failures``; nothing is warned, so that a step running
+            in a worker process can warn in the caller's.
+
+        Returns
+        -------
+        view : SlideView
+            ``view.pixels`` (h, w, 3) uint8; ``view.downsample``, the view's
+            exact level-0 pixels per view pixel: at least ``downsample`` when
+            read from the pyramid, between half of it and itself when taken
+            from a stored thumbnail; ``view.extent`` in level-0 pixels.
+
+        Raises
+        ------
+        SlideError
+            The level to read holds more than 2**31 pixels (a file without a
+            pyramid level small enough: refused at once rather than read for
+            hours), or a tile cannot be read and ``on_error="raise"``.
+
+        See Also
+        --------
+        get_thumbnail : A view of an exact size.
+        sklearn_gastric.io.low_resolution_view : The same for any slide-like
+            object, as ``(pixels, downsample)``, warning of skipped tiles.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.io import Slide
+        >>> slide = Slide(np.zeros((2000, 3000, 3), dtype=np.uint8))
+        >>> slide.level_downsamples
+        (1.0, 4.0)
+        >>> view = slide.read_view(10)
+        >>> view.pixels.shape, view.downsample, view.extent
+        ((167, 250, 3), 12.0, (0.0, 3000.0, 2004.0, 0.0))
+        """
+        return read_view(
+            self,
+            downsample,
+            reduce=reduce,
+            use_thumbnail=use_thumbnail,
+            on_error=on_error,
+        )
 
     def get_thumbnail(self, max_size):
         """A downsampled RGB view that fits in ``max_size``.
@@ -348,17 +357,21 @@ class Slide:
         thumbnail : ndarray of shape (h, w, 3), dtype uint8
             The whole slide, aspect ratio kept, read chunk by chunk from the
             coarsest level that is still at least as large as the thumbnail
-            (:func:`~sklearn_gastric.io.low_resolution_view`), then
-            area-resized.
+            (:meth:`read_view`), then area-resized.
 
         Raises
         ------
         SlideError
             The level to read is too large to read in bounded time (no
             pyramid), or cannot be read.
-        """
-        from ._view import low_resolution_view
 
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.io import Slide
+        >>> Slide(np.zeros((2000, 3000, 3), dtype=np.uint8)).get_thumbnail(256).shape
+        (171, 256, 3)
+        """
         if np.isscalar(max_size):
             max_size = (int(max_size), int(max_size))
         max_w, max_h = (int(v) for v in max_size)
@@ -368,14 +381,11 @@ class Slide:
         # A view at least as large as the thumbnail, then area-resized down.
         level_ds = self.level_downsamples[self.get_best_level_for_downsample(scale)]
         wanted = level_ds * max(1, math.floor(scale / level_ds + 1e-9))
-        view, downsample = low_resolution_view(self, wanted, use_thumbnail=False)
+        view = self.read_view(wanted, use_thumbnail=False)
         # Its last row and column may hold less than one view pixel of slide,
         # padded with white: dropped, or the thumbnail's edge would fade.
-        rows, cols = int(height / downsample), int(width / downsample)
-        view = view[: max(1, rows), : max(1, cols)]
-        if view.shape[:2] != (out_h, out_w):
-            view = _resize_area(view, out_h, out_w)
-        return view
+        rows, cols = int(height / view.downsample), int(width / view.downsample)
+        return resize_area(view.pixels[: max(1, rows), : max(1, cols)], out_h, out_w)
 
     def tile_size(self, level):
         """The ``(width, height)`` of the file's own tiles at ``level``.
@@ -392,28 +402,14 @@ class Slide:
         """
         if self._array is not None or self.vendor == "image":
             return None
-        properties = self._get_handle().properties
-        try:
-            return (
-                int(properties[f"openslide.level[{level}].tile-width"]),
-                int(properties[f"openslide.level[{level}].tile-height"]),
-            )
-        except (KeyError, ValueError):
-            return None
+        return _openslide.tile_size(self._get_handle(), level)
 
     @property
     def stored_thumbnail_dimensions(self):
         """``(width, height)`` of the thumbnail an Aperio file stores, or None."""
         if self.vendor != "aperio":
             return None
-        properties = self._get_handle().properties
-        try:
-            return (
-                int(properties["openslide.associated.thumbnail.width"]),
-                int(properties["openslide.associated.thumbnail.height"]),
-            )
-        except (KeyError, ValueError):
-            return None
+        return _openslide.stored_thumbnail_dimensions(self._get_handle())
 
     def read_stored_thumbnail(self):
         """The thumbnail an Aperio file stores, as RGB uint8, or None.
@@ -424,16 +420,10 @@ class Slide:
             With the slide's transform applied; None when the file has no
             readable stored thumbnail.
         """
-        import openslide
-
         if self.stored_thumbnail_dimensions is None:
             return None
-        try:
-            rgba = np.asarray(self._get_handle().associated_images["thumbnail"])
-        except (KeyError, openslide.OpenSlideError):
-            return None
-        thumbnail = _rgba_to_rgb_on_white(rgba)
-        if self.transform is not None:
+        thumbnail = _openslide.read_stored_thumbnail(self._get_handle())
+        if thumbnail is not None and self.transform is not None:
             thumbnail = self.transform(thumbnail)
         return thumbnail
 
@@ -489,40 +479,6 @@ class Slide:
         return f"Slide({self.name!r}, {width}x{height}, source={source!r}{extra})"
 
 
-def open_slide(obj, *, name=None):
-    """Open anything the library accepts as a slide.
-
-    Parameters
-    ----------
-    obj : str, os.PathLike, ndarray of shape (H, W, 3) uint8, or Slide
-        A slide file, an RGB array or an existing slide (returned as is).
-    name : str, default=None
-        The slide's name when ``obj`` is a path or an array.
-
-    Returns
-    -------
-    slide : Slide
-
-    Raises
-    ------
-    FileNotFoundError
-        The path does not exist.
-    SlideError
-        The file is not a slide OpenSlide (or PIL, for plain images) reads, or
-        the array is not RGB uint8.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_gastric.io import open_slide
-    >>> open_slide(np.zeros((4, 4, 3), dtype=np.uint8)).dimensions
-    (4, 4)
-    """
-    if isinstance(obj, Slide):
-        return obj
-    return Slide(obj, name=name)
-
-
 def _check_mpp(mpp, name):
     if mpp is None:
         return None
@@ -530,50 +486,3 @@ def _check_mpp(mpp, name):
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise SlideError(f"Slide {name!r}: mpp must be positive; got {mpp!r}.")
     return (float(values[0]), float(values[1]))
-
-
-def _rgba_to_rgb_on_white(rgba):
-    """Composite OpenSlide's (un-premultiplied) RGBA onto white."""
-    rgb = rgba[..., :3]
-    alpha = rgba[..., 3]
-    if np.all(alpha == 255):
-        # One copy per channel: several times faster than numpy's strided
-        # copy of the (h, w, 3) view of an (h, w, 4) array.
-        out = np.empty(rgb.shape, dtype=np.uint8)
-        for channel in range(3):
-            out[..., channel] = rgb[..., channel]
-        return out
-    a = alpha[..., None].astype(np.uint16)
-    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
-
-
-def _block_mean(image, factor):
-    """Mean of each ``factor x factor`` block (rounded), in integer arithmetic.
-
-    Several times faster than a float mean over a reshaped array; the
-    trailing rows and columns that do not fill a block are dropped.
-    """
-    if factor == 1:
-        return image
-    h, w = image.shape[0] // factor, image.shape[1] // factor
-    if factor <= 4:
-        total = np.zeros((h, w, 3), dtype=np.uint32)
-        for dy in range(factor):
-            rows = image[dy : h * factor : factor]
-            for dx in range(factor):
-                total += rows[:, dx : w * factor : factor]
-    else:
-        rows = image[: h * factor, : w * factor].reshape(h, factor, w * factor * 3)
-        rows = rows.sum(axis=1, dtype=np.uint32)
-        total = rows.reshape(h, w, factor, 3).sum(axis=2, dtype=np.uint32)
-    area = factor * factor
-    return ((total + area // 2) // area).astype(np.uint8)
-
-
-def _resize_area(image, out_h, out_w):
-    """Area-average (box filter) resize of an RGB uint8 image, for thumbnails."""
-    from PIL import Image
-
-    resized = Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BOX)
-    return np.asarray(resized)

@@ -2,17 +2,34 @@
 
 import os
 import tempfile
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
-from ._slide import Slide, _block_mean
+from ..utils._sklearn_compat import Interval, validate_params
+from ._pixels import block_mean
+from ._slide import Slide
 
 __all__ = ["write_pyramidal_tiff"]
 
 _LEVEL_FACTOR = 4
 
 
+# ``image`` is checked by _as_pixel_source; tile_size, levels and compression
+# keep their own messages.
+@validate_params(
+    {
+        "image": "no_validation",
+        "path": [str, os.PathLike],
+        "tile_size": [Interval(Integral, 1, None, closed="left")],
+        "levels": [Integral, None],
+        "mpp": [Interval(Real, 0, None, closed="neither"), None],
+        "compression": [str],
+        "quality": [Interval(Integral, 0, 100, closed="both")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def write_pyramidal_tiff(
     image,
     path,
@@ -68,7 +85,7 @@ def write_pyramidal_tiff(
     """
     import tifffile
 
-    if tile_size <= 0 or tile_size % 16:
+    if tile_size % 16:
         raise ValueError(
             f"tile_size must be a positive multiple of 16; got {tile_size}."
         )
@@ -160,7 +177,7 @@ def _downsample_into(row, y, smaller):
     if usable <= 0:
         return
     band = row[start : start + usable * f, : smaller.shape[1] * f]
-    smaller.write_rows(y0, _block_mean(band, f))
+    smaller.write_rows(y0, block_mean(band, f))
 
 
 class _LevelFile:

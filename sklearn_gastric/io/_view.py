@@ -1,13 +1,15 @@
-"""Low-resolution views of whole slides, read chunk by chunk in bounded work."""
+"""Whole-slide views at a lower resolution, read chunk by chunk in bounded
+work: the engine behind :meth:`Slide.read_view`."""
 
 import math
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from ._slide import SlideError, UnreadableTileWarning, _block_mean, open_slide
+from ._errors import SlideError
+from ._pixels import block_mean, resize_area
 
-__all__ = ["low_resolution_view"]
+__all__ = ["MAX_VIEW_READ_PIXELS", "SlideView", "read_view"]
 
 # Bound on the longest side of a chunk read while building a view.
 _CHUNK_SIDE = 2048
@@ -18,96 +20,88 @@ _CHUNK_SIDE = 2048
 MAX_VIEW_READ_PIXELS = 2**31
 
 
-def low_resolution_view(
-    slide, downsample, *, reduce="mean", use_thumbnail=True, on_error="raise"
-):
-    """A downsampled view of a whole slide, read chunk by chunk.
-
-    The coarsest pyramid level whose downsample does not exceed
-    ``downsample`` is read in chunks of at most 2048x2048 pixels, and each
-    chunk is block-averaged by the integer factor that brings it closest to
-    ``downsample`` from above, so memory stays bounded by the size of the
-    view whatever the size of the slide. When the file stores its own
-    downsampled copy of the whole image (the "thumbnail" of Aperio files)
-    and that copy is coarser than the level that would be read but no
-    coarser than ``downsample``, it is used instead, which spares reading
-    full-resolution pixels of single-level files.
+@dataclass(frozen=True, eq=False)
+class SlideView:
+    """A whole slide at a lower resolution, as :meth:`Slide.read_view` reads it.
 
     Parameters
     ----------
-    slide : Slide, path or ndarray
-        The slide (its pixel transform, if any, is applied).
-    downsample : float
-        The wanted downsample relative to level 0 (at least 1).
-    reduce : {"mean", "sample"}, default="mean"
-        How a block of the level read becomes one view pixel: its mean, or
-        its top-left pixel (no mixing of neighbouring colours, which is what
-        stain estimation wants).
-    use_thumbnail : bool, default=True
-        Allow the file's stored thumbnail.
-    on_error : {"raise", "skip"}, default="raise"
-        A tile of the file that cannot be read (a corrupt tile of a
-        single-level file read at full resolution): ``"raise"`` a
-        :class:`SlideError` naming the slide and the tile, or ``"skip"`` it:
-        its part of the view is white (glass), with an
-        :class:`UnreadableTileWarning` naming the slide and the tile.
-
-    Returns
-    -------
-    view : ndarray of shape (h, w, 3), dtype uint8
+    pixels : ndarray of shape (h, w, 3), dtype uint8
         Pixel ``(i, j)`` averages level-0 pixels
-        ``[j * d, (j + 1) * d) x [i * d, (i + 1) * d)``; the last row and
-        column may extend past the slide's edge (read as white).
-    actual_downsample : float
-        ``d``, the view's downsample relative to level 0: at least
-        ``downsample`` when read from the pyramid, between half of it and
-        itself when taken from a stored thumbnail.
-
-    Raises
-    ------
-    SlideError
-        The level to read holds more than 2**31 pixels (a file without a
-        pyramid level small enough: refused at once rather than read for
-        hours), or a tile cannot be read and ``on_error="raise"``.
+        ``[j * d, (j + 1) * d) x [i * d, (i + 1) * d)`` with ``d`` the
+        ``downsample``; the last row and column may extend past the slide's
+        edge (read as white).
+    downsample : float
+        ``d``: level-0 pixels per view pixel, along x and y.
+    failures : tuple of str, default=()
+        The messages of the file tiles that could not be read and were
+        skipped (``on_error="skip"``); their part of the view is white.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_gastric.io import low_resolution_view
-    >>> view, d = low_resolution_view(np.zeros((100, 300, 3), np.uint8), 10)
-    >>> view.shape, d
-    ((10, 30, 3), 10.0)
+    >>> from sklearn_gastric.io import Slide
+    >>> view = Slide(np.zeros((100, 300, 3), np.uint8)).read_view(40)
+    >>> view.pixels.shape, view.downsample, view.extent
+    ((3, 8, 3), 40.0, (0.0, 320.0, 120.0, 0.0))
+    >>> view.shrink_to(4).shape
+    (2, 4, 3)
     """
-    view, actual, failures = read_view(
-        slide,
-        downsample,
-        reduce=reduce,
-        use_thumbnail=use_thumbnail,
-        on_error=on_error,
-    )
-    for message in failures:
-        warnings.warn(message, UnreadableTileWarning, stacklevel=2)
-    return view, actual
+
+    pixels: np.ndarray
+    downsample: float
+    failures: tuple = ()
+
+    @property
+    def extent(self):
+        """``(left, right, bottom, top)`` of the view in level-0 pixels, as
+        :func:`matplotlib.pyplot.imshow` takes it."""
+        height, width = self.pixels.shape[:2]
+        return (0.0, width * self.downsample, height * self.downsample, 0.0)
+
+    def shrink_to(self, max_size):
+        """The pixels area-resized (box filter) to fit in ``max_size``.
+
+        Parameters
+        ----------
+        max_size : int or (int, int)
+            The largest ``(width, height)``; a view that already fits is
+            returned as it is, never enlarged.
+
+        Returns
+        -------
+        pixels : ndarray of shape (h', w', 3), dtype uint8
+            Aspect ratio kept; they still cover :attr:`extent`.
+        """
+        max_w, max_h = _size_pair(max_size)
+        height, width = self.pixels.shape[:2]
+        scale = min(max_w / width, max_h / height)
+        if scale >= 1:
+            return self.pixels
+        out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+        return resize_area(self.pixels, out_h, out_w)
 
 
-def read_view(
-    slide, downsample, *, reduce="mean", use_thumbnail=True, on_error="raise"
-):
-    """:func:`low_resolution_view` that returns the skipped tiles' messages
-    instead of warning, for steps whose workers must hand warnings back to
-    the caller's process."""
+def _size_pair(size):
+    if np.isscalar(size):
+        return int(size), int(size)
+    width, height = (int(v) for v in size)
+    return width, height
+
+
+def read_view(slide, downsample, *, reduce, use_thumbnail, on_error):
+    """The :class:`SlideView` of a :class:`Slide` (see :meth:`Slide.read_view`)."""
     if reduce not in ("mean", "sample"):
         raise ValueError(f"reduce must be 'mean' or 'sample'; got {reduce!r}.")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
-    slide = open_slide(slide)
     downsample = max(float(downsample), 1.0)
     level = slide.get_best_level_for_downsample(downsample)
     level_ds = slide.level_downsamples[level]
     if use_thumbnail:
         thumbnail = _stored_thumbnail(slide, level_ds, downsample)
         if thumbnail is not None:
-            return (*thumbnail, [])
+            return thumbnail
     level_w, level_h = slide.level_dimensions[level]
     if level_w * level_h > MAX_VIEW_READ_PIXELS:
         raise SlideError(
@@ -118,39 +112,51 @@ def read_view(
             "(e.g. `vips tiffsave in.tif out.tif --tile --pyramid`)."
         )
     factor = max(1, math.ceil(downsample / level_ds - 1e-6))
-    out_w, out_h = -(-level_w // factor), -(-level_h // factor)
-    view = np.empty((out_h, out_w, 3), dtype=np.uint8)
+    view = np.empty((-(-level_h // factor), -(-level_w // factor), 3), np.uint8)
     chunk = max(1, _CHUNK_SIDE // factor) * factor
     failures = []
     for y in range(0, level_h, chunk):
         height = -(-min(chunk, level_h - y) // factor) * factor
         for x in range(0, level_w, chunk):
             width = -(-min(chunk, level_w - x) // factor) * factor
-            try:
-                region = slide.read_region(
-                    (int(x * level_ds), int(y * level_ds)), level, (width, height)
-                )
-            except SlideError as exc:
-                if slide.tile_size(level) is None:
-                    # No tiles to tell apart (a plain image is decoded whole).
-                    if on_error == "raise":
-                        raise
-                    failures.append(f"{exc}; the region counts as glass in the view.")
-                    region = np.full((height, width, 3), 255, dtype=np.uint8)
-                else:
-                    region = _read_tile_by_tile(
-                        slide, level, (x, y), (width, height), on_error, failures
-                    )
+            region = _read_chunk(slide, level, (x, y), (width, height), on_error)
+            failures.extend(region.failures)
             if reduce == "mean":
-                region = _block_mean(region, factor)
+                pixels = block_mean(region.pixels, factor)
             else:
-                region = region[::factor, ::factor]
+                pixels = region.pixels[::factor, ::factor]
             oy, ox = y // factor, x // factor
-            view[oy : oy + region.shape[0], ox : ox + region.shape[1]] = region
-    return view, float(level_ds * factor), failures
+            view[oy : oy + pixels.shape[0], ox : ox + pixels.shape[1]] = pixels
+    return SlideView(view, float(level_ds * factor), tuple(failures))
 
 
-def _read_tile_by_tile(slide, level, origin, size, on_error, failures):
+@dataclass(frozen=True)
+class _Chunk:
+    pixels: np.ndarray
+    failures: tuple
+
+
+def _read_chunk(slide, level, origin, size, on_error):
+    """One chunk of ``level`` (level coordinates), white where unreadable."""
+    x, y = origin
+    width, height = size
+    level_ds = slide.level_downsamples[level]
+    try:
+        pixels = slide.read_region(
+            (int(x * level_ds), int(y * level_ds)), level, (width, height)
+        )
+        return _Chunk(pixels, ())
+    except SlideError as exc:
+        if slide.tile_size(level) is not None:
+            return _read_tile_by_tile(slide, level, origin, size, on_error)
+        # No tiles to tell apart (a plain image is decoded whole).
+        if on_error == "raise":
+            raise
+        glass = np.full((height, width, 3), 255, dtype=np.uint8)
+        return _Chunk(glass, (f"{exc}; the region counts as glass in the view.",))
+
+
+def _read_tile_by_tile(slide, level, origin, size, on_error):
     """Read a chunk that failed as a whole one file tile at a time, to name
     (or skip, as white) the tiles that cannot be read."""
     x0, y0 = origin
@@ -158,6 +164,7 @@ def _read_tile_by_tile(slide, level, origin, size, on_error, failures):
     tile_w, tile_h = slide.tile_size(level)
     level_ds = slide.level_downsamples[level]
     region = np.full((height, width, 3), 255, dtype=np.uint8)
+    failures = []
     # Aligned on the file's tile grid, so that each read touches one tile.
     for ty in range(y0 - y0 % tile_h, y0 + height, tile_h):
         for tx in range(x0 - x0 % tile_w, x0 + width, tile_w):
@@ -181,11 +188,13 @@ def _read_tile_by_tile(slide, level, origin, size, on_error, failures):
                 failures.append(f"{message}; it counts as glass in the view.")
                 continue
             region[top - y0 : bottom - y0, left - x0 : right - x0] = pixels
-    return region
+    return _Chunk(region, tuple(failures))
 
 
 def _stored_thumbnail(slide, level_ds, downsample):
-    """The Aperio thumbnail as ``(view, downsample)`` when it is worth it."""
+    """The file's stored thumbnail as a :class:`SlideView` when it is worth
+    it: a copy of the whole image, coarser than the level that would be read
+    but no coarser than ``downsample``."""
     dimensions = slide.stored_thumbnail_dimensions
     if dimensions is None:
         return None
@@ -202,4 +211,4 @@ def _stored_thumbnail(slide, level_ds, downsample):
     if view is None:
         return None
     factor = max(1, int(downsample / thumb_ds + 1e-6))
-    return _block_mean(view, factor), float(thumb_ds * factor)
+    return SlideView(block_mean(view, factor), float(thumb_ds * factor))

@@ -5,15 +5,13 @@ from functools import partial
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
-from ..io._view import read_view
 from ..utils import map_slides
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import N_JOBS
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._stateless import StatelessTransformer
+from ..utils._validation import N_JOBS, check_tile_bags
 from ._tile_bag import UnreadableTileWarning
 from ._tissue import tissue_fraction, tissue_mask
-from ._validation import check_bag_list
 
 __all__ = ["OtsuFilter"]
 
@@ -26,7 +24,7 @@ _TILE_BATCH = 16
 _DEFAULT_MPP = 0.5
 
 
-class OtsuFilter(TransformerMixin, BaseEstimator):
+class OtsuFilter(StatelessTransformer):
     """Keep the tiles whose tissue area, by Otsu's threshold, is large enough.
 
     The patent keeps the tiles whose tissue covers at least 70% of the tile.
@@ -127,23 +125,6 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
-        """Check the parameters; there is nothing to learn.
-
-        Parameters
-        ----------
-        X : list of TileBag, default=None
-            Ignored.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : OtsuFilter
-        """
-        return self
-
     def transform(self, X):
         """Keep, in each bag, the tiles with enough tissue.
 
@@ -158,8 +139,7 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
             One bag per input bag, in order, holding the kept tiles in their
             original order and their ``tissue_fraction``.
         """
-        self._validate_params()
-        bags = check_bag_list(X, type(self).__name__)
+        bags = check_tile_bags(X, type(self).__name__)
         measure = partial(
             _slide_fractions if self.mode == "slide" else _tile_fractions,
             remove_pen=bool(self.remove_pen),
@@ -179,12 +159,6 @@ class OtsuFilter(TransformerMixin, BaseEstimator):
             keep = fraction >= self.min_tissue
             outputs.append(bag.replace(tissue_fraction=fraction).subset(keep))
         return outputs
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 def _hole_pixels(slide, downsample, area):
@@ -220,10 +194,10 @@ def slide_tissue_mask(
         footprint / _MASK_PIXELS_PER_TILE,
         max(slide.dimensions) / _MAX_VIEW_SIDE,
     )
-    view, actual, failures = read_view(slide, downsample, on_error=on_error)
-    holes = _hole_pixels(slide, actual, max_hole_area)
-    mask = tissue_mask(view, remove_pen=remove_pen, max_hole_size=holes)
-    return mask, actual, failures
+    view = slide.read_view(downsample, on_error=on_error)
+    holes = _hole_pixels(slide, view.downsample, max_hole_area)
+    mask = tissue_mask(view.pixels, remove_pen=remove_pen, max_hole_size=holes)
+    return mask, view.downsample, list(view.failures)
 
 
 def _slide_fractions(bag, *, remove_pen, max_hole_area, on_error):
@@ -244,7 +218,7 @@ def _tile_fractions(bag, *, remove_pen, max_hole_area, on_error):
     holes = _hole_pixels(bag.slide, downsample, max_hole_area)
     fractions = np.full(len(bag), np.nan)
     skipped = []
-    for indices, batch, failures in bag._read_batches(_TILE_BATCH, on_error=on_error):
+    for indices, batch, failures in bag.read_batches(_TILE_BATCH, on_error=on_error):
         skipped.extend(failures)
         for index, tile in zip(indices, batch):
             mask = tissue_mask(tile, remove_pen=remove_pen, max_hole_size=holes)

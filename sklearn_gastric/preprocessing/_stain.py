@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..io import Slide, open_slide
 from ..utils import map_slides
 from ..utils._sklearn_compat import StrOptions, _fit_context
-from ..utils._validation import N_JOBS
+from ..utils._validation import N_JOBS, check_slide_list
 from ._stain_methods import (
     _MAX_PIXELS,
     StainEstimationError,
@@ -22,7 +22,6 @@ from ._stain_methods import (
 )
 from ._tile_bag import TileBag
 from ._tissue import low_resolution_view
-from ._validation import check_slide_list
 
 __all__ = ["StainNormalizer"]
 
@@ -175,7 +174,8 @@ class StainNormalizer(TransformerMixin, BaseEstimator):
                     "StainNormalizer(target=None) learns the target from the "
                     "training slides: pass them to fit."
                 )
-            slides = [_as_slide(item) for item in check_slide_list(X, "fit")]
+            items = check_slide_list(X, type(self).__name__)
+            slides = [_as_slide(item) for item in items]
             pooled = map_slides(
                 _slide_tissue_pixels,
                 slides,

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from ..utils._sklearn_compat import StrOptions, validate_params
 from ._tissue import tissue_mask
 
 __all__ = [
@@ -192,6 +193,14 @@ def _lab(rgb):
     return rgb2lab(np.asarray(rgb, dtype=np.uint8).reshape(-1, 1, 3)).reshape(-1, 3)
 
 
+@validate_params(
+    {
+        "pixels": ["array-like"],
+        "method": [StrOptions(set(METHODS))],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def estimate_stains(pixels, method="macenko", *, random_state=None):
     """Stain parameters of a set of tissue pixels.
 
@@ -242,10 +251,8 @@ def estimate_stains(pixels, method="macenko", *, random_state=None):
     od = rgb_to_od(pixels).astype(np.float64)
     if method == "macenko":
         stains = _macenko_matrix(od)
-    elif method == "vahadane":
-        stains = _vahadane_matrix(od, check_random_state(random_state))
     else:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
+        stains = _vahadane_matrix(od, check_random_state(random_state))
     return {"stains": stains, "max_concentrations": _max_concentrations(od, stains)}
 
 
@@ -335,6 +342,15 @@ class StainTransform:
         return f"StainTransform(method={self.method!r})"
 
 
+@validate_params(
+    {
+        "image": ["array-like"],
+        "target": ["array-like", dict],
+        "method": [StrOptions(set(METHODS))],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def normalize_stains(image, target, method="macenko", *, random_state=None):
     """Stain-normalise an RGB array to a target image's stains.
 

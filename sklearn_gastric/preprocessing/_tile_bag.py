@@ -10,6 +10,14 @@ from ..io import SlideError, UnreadableTileWarning, open_slide
 __all__ = ["TileBag", "UnreadableTileWarning"]
 
 _COLUMNS = ("tissue_fraction", "features", "scores", "patch_proba", "prob_maps")
+# The shape of each column and its number of dimensions, for TileBag.require.
+_SHAPES = {
+    "tissue_fraction": ("(n_tiles,)", 1),
+    "features": ("(n_tiles, n_features)", 2),
+    "scores": ("(n_tiles,)", 1),
+    "patch_proba": ("(n_tiles, n_classes)", 2),
+    "prob_maps": ("(n_tiles, height, width)", 3),
+}
 
 
 class TileBag:
@@ -178,6 +186,101 @@ class TileBag:
             },
         )
 
+    def require(self, column, *, hint="run a PatchSegmenter first", allow_empty=False):
+        """The column a step needs, or the error that names the slide.
+
+        Parameters
+        ----------
+        column : {"tissue_fraction", "features", "scores", "patch_proba", \
+"prob_maps"}
+            The per-tile column.
+        hint : str, default="run a PatchSegmenter first"
+            What to do when the column is missing, for the message.
+        allow_empty : bool, default=False
+            Accept a bag without tiles; by default it is an error, as a step
+            cannot work on a slide without any tissue tile.
+
+        Returns
+        -------
+        values : ndarray of shape (n_tiles, ...)
+            The column.
+
+        Raises
+        ------
+        ValueError
+            Naming the slide: the bag has no tile, the column is missing, has
+            another number of dimensions than its shape, or holds NaN or
+            infinite values.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.io import Slide
+        >>> from sklearn_gastric.preprocessing import TileBag
+        >>> slide = Slide(np.zeros((16, 32, 3), np.uint8), name="s1")
+        >>> bag = TileBag(slide, [[0, 0], [16, 0]], 16, scores=[2.0, 3.0])
+        >>> bag.require("scores")
+        array([2., 3.], dtype=float32)
+        >>> bag.require("features")
+        Traceback (most recent call last):
+        ...
+        ValueError: Slide 's1': the tiles have no 'features'; run a PatchSegmenter \
+first.
+        """
+        if column not in _SHAPES:
+            raise ValueError(
+                f"TileBag has no column {column!r}; use one of {_COLUMNS}."
+            )
+        if len(self) == 0 and not allow_empty:
+            raise ValueError(f"Slide {self.name!r}: no tissue tile.")
+        values = getattr(self, column)
+        if values is None:
+            raise ValueError(
+                f"Slide {self.name!r}: the tiles have no {column!r}; {hint}."
+            )
+        shape, ndim = _SHAPES[column]
+        if values.ndim != ndim:
+            raise ValueError(
+                f"Slide {self.name!r}: {column!r} must have shape {shape}; got "
+                f"{values.shape}."
+            )
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(
+                f"Slide {self.name!r}: {column!r} contains NaN or infinite values."
+            )
+        return values
+
+    def score_order(self):
+        """Tile indices by decreasing score: the order of the top-K tiles and
+        of the graph's nodes.
+
+        Ties are broken by raster position of the level-0 coordinates (``y``,
+        then ``x``), then by index, so the order of equal-score tiles does
+        not depend on the order of the bag.
+
+        Returns
+        -------
+        order : ndarray of shape (n_tiles,), dtype int
+
+        Raises
+        ------
+        ValueError
+            As :meth:`require` for ``"scores"``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.preprocessing import TileBag
+        >>> coords = [[0, 0], [16, 0], [0, 16], [16, 16]]
+        >>> bag = TileBag(np.zeros((32, 32, 3), np.uint8), coords, 16,
+        ...               scores=[1.0, 3.0, 3.0, 2.0])
+        >>> bag.score_order().tolist()
+        [1, 2, 3, 0]
+        """
+        scores = self.require("scores").astype(np.float64)
+        index = np.arange(len(self))
+        return np.lexsort((index, self.coords[:, 0], self.coords[:, 1], -scores))
+
     def read_tile(self, index):
         """Pixels of one tile, RGB uint8 ``(tile_size, tile_size, 3)``.
 
@@ -212,22 +315,18 @@ class TileBag:
     ):
         """Read the tiles in order, ``batch_size`` at a time.
 
-        Reads run on a thread pool: OpenSlide releases the GIL while it
-        decodes, so reading scales with threads. The next batch is read while
-        the caller works on the current one.
+        :meth:`read_batches` that warns of the tiles it skips, for callers in
+        the process that should see the warnings.
 
         Parameters
         ----------
-        batch_size : int, default=32
-            Tiles per batch (the last batch may be smaller).
-        n_jobs : int, default=None
-            Reader threads; ``None`` means 1, ``-1`` all cores.
+        batch_size, n_jobs
+            As in :meth:`read_batches` (32 tiles and one reader thread by
+            default).
         on_error : {"raise", "skip"}, default="raise"
-            What to do with a tile that cannot be read (a corrupt tile in
-            the file): raise the :class:`~sklearn_gastric.io.SlideError`
-            naming the slide and the tile, or leave the tile out of its batch
-            with a :class:`UnreadableTileWarning` naming them (a batch may
-            then be smaller than ``batch_size``; an empty one is not yielded).
+            As in :meth:`read_batches`, but a tile left out of its batch is
+            warned of with an :class:`UnreadableTileWarning` naming the slide
+            and the tile, and a batch left empty is not yielded.
         return_indices : bool, default=False
             Yield ``(indices, batch)``, where ``indices`` are the positions
             in the bag of the tiles in ``batch``: with ``on_error="skip"``,
@@ -239,7 +338,7 @@ class TileBag:
             Or ``(indices, batch)`` with ``indices`` of shape (b,) when
             ``return_indices`` is True.
         """
-        for indices, batch, failures in self._read_batches(
+        for indices, batch, failures in self.read_batches(
             batch_size, n_jobs=n_jobs, on_error=on_error
         ):
             for message in failures:
@@ -247,11 +346,52 @@ class TileBag:
             if len(indices):
                 yield (indices, batch) if return_indices else batch
 
-    def _read_batches(self, batch_size, *, n_jobs=None, on_error="raise"):
-        """Yield ``(indices, batch, failures)``: the tiles read, their pixels
-        and the messages of the tiles skipped (``on_error="skip"``). Steps
-        that run in joblib workers use it to raise the warnings in the
-        caller's process, where a dask or loky worker's warning would be lost.
+    def read_batches(self, batch_size=32, *, n_jobs=None, on_error="raise"):
+        """Read the tiles in order, ``batch_size`` at a time, reporting the
+        tiles that cannot be read instead of warning of them.
+
+        Reads run on a thread pool: OpenSlide releases the GIL while it
+        decodes, so reading scales with threads. The next batch is read while
+        the caller works on the current one. Steps that run in joblib workers
+        use it and warn of the failures in the caller's process, where a
+        dask or loky worker's warning would be lost.
+
+        Parameters
+        ----------
+        batch_size : int, default=32
+            Tiles per batch (the last batch may be smaller).
+        n_jobs : int, default=None
+            Reader threads; ``None`` means 1, ``-1`` all cores.
+        on_error : {"raise", "skip"}, default="raise"
+            What to do with a tile that cannot be read (a corrupt tile in
+            the file): ``"raise"`` the :class:`~sklearn_gastric.io.SlideError`
+            naming the slide and the tile, or ``"skip"``: leave the tile out
+            of its batch and report it in ``failures``. Nothing is warned
+            either way.
+
+        Yields
+        ------
+        indices : ndarray of shape (b,), dtype int
+            The positions in the bag of the tiles in ``batch``, ascending.
+        batch : ndarray of shape (b, tile_size, tile_size, 3), dtype uint8
+            Their pixels, a fresh writable array. With ``on_error="skip"``
+            ``b`` may be smaller than ``batch_size``, or 0 when every tile of
+            the batch failed (such a batch is still yielded, to report them).
+        failures : list of str
+            One message per tile of the batch that was skipped, naming the
+            slide, the tile's index and its level-0 coordinates; empty with
+            ``on_error="raise"``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.preprocessing import Tiler
+        >>> slide = np.zeros((64, 80, 3), dtype=np.uint8)
+        >>> (bag,) = Tiler(tile_size=32).fit_transform([slide])
+        >>> for indices, batch, failures in bag.read_batches(3, on_error="skip"):
+        ...     print(indices, batch.shape, failures)
+        [0 1 2] (3, 32, 32, 3) []
+        [3] (1, 32, 32, 3) []
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")

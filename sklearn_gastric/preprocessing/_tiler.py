@@ -3,12 +3,12 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..io import open_slide
-from ..utils._sklearn_compat import Interval, _fit_context
+from ..utils._sklearn_compat import Interval
+from ..utils._stateless import StatelessTransformer
+from ..utils._validation import check_slide_list
 from ._tile_bag import TileBag
-from ._validation import check_slide_list
 
 __all__ = ["Tiler"]
 
@@ -19,7 +19,7 @@ __all__ = ["Tiler"]
 MAX_TILES = 2**25
 
 
-class Tiler(TransformerMixin, BaseEstimator):
+class Tiler(StatelessTransformer):
     """Cut each slide into a grid of equal square tiles (coordinates only).
 
     The patent cuts a slide into 512x512 tiles. The transform reads no
@@ -70,23 +70,6 @@ class Tiler(TransformerMixin, BaseEstimator):
         self.stride = stride
         self.level = level
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
-        """Check the parameters; there is nothing to learn.
-
-        Parameters
-        ----------
-        X : list of slides, default=None
-            Ignored.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : Tiler
-        """
-        return self
-
     def transform(self, X):
         """The tile grid of each slide.
 
@@ -100,7 +83,6 @@ class Tiler(TransformerMixin, BaseEstimator):
         bags : list of TileBag
             One bag per slide, in order, tiles in row-major order.
         """
-        self._validate_params()
         slides = check_slide_list(X, type(self).__name__)
         return [self._tile(open_slide(slide)) for slide in slides]
 
@@ -135,9 +117,3 @@ class Tiler(TransformerMixin, BaseEstimator):
         downsample = slide.level_downsamples[level]
         coords = np.floor(level_coords * downsample).astype(np.int64)
         return TileBag(slide, coords, tile_size, level=level)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.two_d_array = False
-        return tags

@@ -5,9 +5,12 @@ works on any RGB array; the views it runs on come from
 :func:`sklearn_gastric.io.low_resolution_view` (re-exported here).
 """
 
+from numbers import Real
+
 import numpy as np
 
 from ..io import low_resolution_view
+from ..utils._sklearn_compat import Interval, validate_params
 
 # Optical density of each uint8 value against a 240 background, 0 above it.
 _OD = np.maximum(-np.log(np.maximum(np.arange(256), 1) / 240.0), 0).astype(np.float32)
@@ -64,6 +67,7 @@ def _candidate_pixels(rgb, remove_pen):
     return valid
 
 
+@validate_params({"rgb": [np.ndarray]}, prefer_skip_nested_validation=True)
 def ink_mask(rgb):
     """Green and blue-green marker ink, told from stained tissue in OD space.
 
@@ -152,6 +156,16 @@ def _guarded_otsu(gray, valid):
     return threshold
 
 
+@validate_params(
+    {
+        "rgb": ["array-like"],
+        "remove_pen": ["boolean"],
+        "max_hole_size": [Interval(Real, 0, None, closed="left")],
+        "threshold": [Real, None],
+        "return_threshold": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def tissue_mask(
     rgb, *, remove_pen=True, max_hole_size=0, threshold=None, return_threshold=False
 ):
@@ -238,6 +252,15 @@ def _fill_holes(mask, max_size):
     return mask | small[labels[1:-1, 1:-1]]
 
 
+@validate_params(
+    {
+        "mask": ["array-like"],
+        "downsample": [Interval(Real, 0, None, closed="neither")],
+        "coords": ["array-like"],
+        "footprint": [Interval(Real, 0, None, closed="neither")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def tissue_fraction(mask, downsample, coords, footprint):
     """Fraction of each square footprint covered by a low-resolution mask.
 

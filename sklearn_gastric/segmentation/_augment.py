@@ -1,13 +1,35 @@
 """Training augmentation: geometric on patch and mask alike, colour on the patch."""
 
+from numbers import Real
+
 import numpy as np
 from scipy import ndimage
 from skimage.color import hsv2rgb, rgb2hsv
 from sklearn.utils import check_random_state
 
+from ..utils._sklearn_compat import Interval, validate_params
+
 __all__ = ["augment_patch"]
 
+_JITTER = [Interval(Real, 0, 1, closed="both")]
 
+
+@validate_params(
+    {
+        "patch": [np.ndarray],
+        "mask": ["array-like"],
+        "random_state": ["random_state"],
+        "flip": ["boolean"],
+        "rotate": ["boolean"],
+        "stretch": [Interval(Real, 0, None, closed="left")],
+        "brightness": _JITTER,
+        "contrast": _JITTER,
+        "saturation": _JITTER,
+        "hue": _JITTER,
+        "hed": _JITTER,
+    },
+    prefer_skip_nested_validation=True,
+)
 def augment_patch(
     patch,
     mask,

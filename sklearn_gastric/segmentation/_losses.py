@@ -1,12 +1,24 @@
 """The segmenter's training losses (patent CN 112990339 A, figure 5)."""
 
+from numbers import Real
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils._sklearn_compat import Interval, validate_params
+
 __all__ = ["SegmentationLoss", "dice_loss", "euclidean_loss"]
 
 
+@validate_params(
+    {
+        "proba": [torch.Tensor],
+        "target": [torch.Tensor],
+        "eps": [Interval(Real, 0, None, closed="left")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def dice_loss(proba, target, *, eps=1.0):
     """Dice loss ``1 - (2 Σ p q + eps) / (Σ (p² + q²) + eps)``, averaged over patches.
 
@@ -57,6 +69,14 @@ def _weighted_mean(values, labels, class_weight):
     return (weights * values).sum() / weights.sum()
 
 
+@validate_params(
+    {
+        "logits": [torch.Tensor],
+        "labels": [torch.Tensor],
+        "class_weight": ["array-like", None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def euclidean_loss(logits, labels, class_weight=None):
     """Euclidean distance between one-hot labels and predicted class probabilities.
 

@@ -6,8 +6,8 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._annotations import Annotation, tile_annotation_mask
-from ..io import open_slide
+from ..io import Annotation, open_slide
+from ..io._geojson import tile_annotation_mask
 from ..utils import map_slides
 from ..utils._sklearn_compat import HasMethods, Interval, validate_params
 from ..utils._validation import N_JOBS
@@ -68,9 +68,9 @@ def sample_patches(
     lesions : list
         One entry per slide: a boolean array of the slide's level-0 shape
         (a lesion mask, as :func:`~sklearn_gastric.datasets.make_gastric_slides`
-        returns), a list of :class:`~sklearn_gastric._annotations.Annotation`
-        (QuPath polygons read with ``read_annotations``; each gives its own
-        class), or None (a slide without lesion).
+        returns), a list of :class:`~sklearn_gastric.io.Annotation`
+        (QuPath polygons read with :func:`~sklearn_gastric.io.read_annotations`;
+        each gives its own class), or None (a slide without lesion).
     labels : list of str, default=None
         The class of each slide's mask lesion (its slide label); needed when
         ``lesions`` holds masks.

@@ -1,46 +1,56 @@
 """PatchSegmenter: the V-Net segmenter of step 5, trained through skorch."""
 
-import io
-import pickle
 import warnings
-from contextlib import nullcontext
 from functools import partial
 from numbers import Integral, Real
 
 import joblib
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils import TransformerTags, check_random_state
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted, check_memory
-from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
-from skorch.exceptions import DeviceWarning
-from skorch.utils import to_tensor
-from torch.utils.data import Dataset
 
-from ..preprocessing import TileBag, UnreadableTileWarning
+from ..preprocessing import UnreadableTileWarning
+from ..utils._nets import (
+    NetPayload,
+    PicklesNetByContent,
+    build_net,
+    fit_seeded,
+    rebuild_tensor,
+)
 from ..utils._parallel import map_slides
-from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (
+    HasMethods,
+    Hidden,
+    Interval,
+    StrOptions,
+    _fit_context,
+)
 from ..utils._validation import (
     N_JOBS,
     check_device,
+    check_divisible_by_depth,
     check_labels,
-    stratified_split,
+    check_masks,
+    check_patches,
+    check_tile_bags,
 )
 from ._augment import augment_patch
-from ._callbacks import ValidationScores
+from ._inference import _batch_size, _segment_tiles
 from ._losses import SegmentationLoss
+from ._training import (
+    _class_weights,
+    _PatchDataset,
+    _SegmenterNet,
+    _TrainValidSplit,  # noqa: F401 (see the end of the module)
+    _validation,
+)
 from ._vnet import VNet
 
 __all__ = ["PatchSegmenter"]
 
-_INFERENCE_PIXELS = 2**20
 
-
-class PatchSegmenter(BaseEstimator):
+class PatchSegmenter(PicklesNetByContent, BaseEstimator):
     """V-Net patch segmenter and classifier (step 5 of the method).
 
     Trained on patches with pixel masks (and optionally patch labels), it
@@ -117,9 +127,17 @@ class PatchSegmenter(BaseEstimator):
         training run with bfloat16 autocast and channels-last tensors. A
         segmenter trained on a GPU and unpickled where CUDA is absent moves
         its weights to the CPU (with skorch's ``DeviceWarning``).
-    n_jobs : int, default=None
+    reader_threads : int, default=None
         Threads reading tile pixels in :meth:`transform` (reads overlap
         with compute). ``None`` means 1, ``-1`` all cores.
+    n_jobs : int, default="deprecated"
+        The former name of ``reader_threads``; None (its former default) is
+        ignored.
+
+        .. deprecated:: 0.1
+            ``n_jobs`` was renamed ``reader_threads`` in 0.1 (everywhere
+            else ``n_jobs`` counts joblib workers) and will be removed in
+            0.3.
     on_error : {"raise", "skip"}, default="raise"
         A tile that cannot be read in :meth:`transform` (a corrupt tile in
         the file): ``"raise"`` the :class:`~sklearn_gastric.io.SlideError`
@@ -208,7 +226,8 @@ class PatchSegmenter(BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "map_downsample": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
-        "n_jobs": N_JOBS,
+        "reader_threads": N_JOBS,
+        "n_jobs": [Hidden(StrOptions({"deprecated"})), *N_JOBS],
         "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -233,7 +252,8 @@ class PatchSegmenter(BaseEstimator):
         patience=5,
         map_downsample=8,
         device="cpu",
-        n_jobs=None,
+        reader_threads=None,
+        n_jobs="deprecated",
         on_error="raise",
         verbose=0,
         random_state=None,
@@ -254,6 +274,7 @@ class PatchSegmenter(BaseEstimator):
         self.patience = patience
         self.map_downsample = map_downsample
         self.device = device
+        self.reader_threads = reader_threads
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
@@ -279,9 +300,10 @@ class PatchSegmenter(BaseEstimator):
         self : PatchSegmenter
             The trained segmenter.
         """
-        device = check_device(self.device, type(self).__name__)
-        patches = self._check_patches(patches, "fit", self.depth)
-        masks = _check_masks(masks, patches.shape[:3])
+        self._warn_if_n_jobs_is_set()
+        check_device(self.device, type(self).__name__)
+        patches = check_patches(patches, "PatchSegmenter.fit", self.depth)
+        masks = check_masks(masks, patches.shape[:3], "PatchSegmenter.fit")
         if labels is None:
             classes = np.array([0, 1])
             encoded = (masks >= 0.5).any(axis=(1, 2)).astype(np.int64)
@@ -298,72 +320,42 @@ class PatchSegmenter(BaseEstimator):
         dataset = _PatchDataset(
             patches, masks, encoded.astype(np.int64), augment=augment, seed=seed
         )
-        callbacks = []
-        train_split = None
-        if self.validation_fraction > 0:
-            if round(self.validation_fraction * len(patches)) >= len(patches):
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} leaves no "
-                    f"training patch out of {len(patches)}."
-                )
-            train_split = _TrainValidSplit(self.validation_fraction, seed)
-            callbacks.append(("validation_scores", ValidationScores()))
-            if self.patience is not None:
-                callbacks.append(
-                    (
-                        "early_stopping",
-                        EarlyStopping(
-                            monitor="valid_loss", patience=self.patience, load_best=True
-                        ),
-                    )
-                )
-        net = _SegmenterNet(
-            module=VNet,
-            module__n_classes=len(classes),
-            module__base_channels=self.base_channels,
-            module__depth=self.depth,
-            module__feature_dim=self.feature_dim,
-            criterion=SegmentationLoss,
-            criterion__dice_weight=self.dice_weight,
-            criterion__classification_loss=self.classification_loss,
-            criterion__class_weight=self._class_weights(encoded, len(classes)),
-            optimizer=torch.optim.Adam,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            iterator_train__shuffle=True,
-            train_split=train_split,
-            callbacks=callbacks,
-            device=self.device,
-            verbose=self.verbose,
+        validation = _validation(
+            self.validation_fraction, self.patience, seed, len(patches)
         )
-        fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
-            net.fit(dataset, None)
-        # Leave the module in eval mode so that inference changes nothing in
-        # the estimator: joblib.hash stays the same and Pipeline caching hits.
-        net.module_.eval()
-        net.criterion_.eval()
+        net = self._make_net(
+            module__n_classes=len(classes),
+            criterion__class_weight=_class_weights(
+                self.class_weight, encoded, len(classes)
+            ),
+            **validation,
+        )
+        net = fit_seeded(net, dataset, seed)
         self.classes_ = classes
         self.n_classes_ = len(classes)
         self.net_ = net
         return self
 
-    def _class_weights(self, encoded, n_classes):
-        """The classification loss's weight of each class, or None."""
-        if self.class_weight is None:
-            return None
-        present = np.unique(encoded)
-        weights = np.ones(n_classes)
-        weights[present] = compute_class_weight("balanced", classes=present, y=encoded)
-        return weights.tolist()
+    def _make_net(self, **overrides):
+        """The skorch net of this segmenter, untrained: ``fit`` trains it,
+        and :func:`~sklearn_gastric.load_model` rebuilds it with the stored
+        net parameters as ``overrides``."""
+        params = {
+            "module": VNet,
+            "module__base_channels": self.base_channels,
+            "module__depth": self.depth,
+            "module__feature_dim": self.feature_dim,
+            "criterion": SegmentationLoss,
+            "criterion__dice_weight": self.dice_weight,
+            "criterion__classification_loss": self.classification_loss,
+        }
+        return build_net(_SegmenterNet, self, params, overrides)
 
     def transform(self, tile_bags):
         """Segment and classify every tile of every bag.
 
         Tiles are read ``batch_size`` at a time (at most ``2**20`` pixels) by
-        ``n_jobs`` threads while the previous batch is on the network.
+        ``reader_threads`` threads while the previous batch is on the network.
 
         Parameters
         ----------
@@ -379,19 +371,16 @@ class PatchSegmenter(BaseEstimator):
             With ``on_error="skip"``, the unreadable tiles are not in it.
         """
         check_is_fitted(self)
+        self._warn_if_n_jobs_is_set()
         if self.on_error not in ("raise", "skip"):
             raise ValueError(
                 f"on_error must be 'raise' or 'skip'; got {self.on_error!r}."
             )
         depth = self.net_.module_.depth
-        tile_bags = list(tile_bags)
-        for index, bag in enumerate(tile_bags):
-            if not isinstance(bag, TileBag):
-                raise TypeError(
-                    f"PatchSegmenter.transform expects TileBags; item {index} is "
-                    f"a {type(bag).__name__}."
-                )
-            _check_size(bag.tile_size, bag.tile_size, depth, f"Slide {bag.name!r}")
+        tile_bags = check_tile_bags(tile_bags, "PatchSegmenter.transform")
+        for bag in tile_bags:
+            size = bag.tile_size
+            check_divisible_by_depth(size, size, depth, f"Slide {bag.name!r}")
         memory = check_memory(self.memory)
         if memory.location is None:
             segment = self._segment_bag
@@ -433,7 +422,7 @@ class PatchSegmenter(BaseEstimator):
         Parameters
         ----------
         patches : ndarray of shape (n_patches, height, width, 3), uint8
-            RGB patches; height and width divisible by ``2**depth``.
+            As for :meth:`predict_proba_maps`.
 
         Returns
         -------
@@ -445,105 +434,51 @@ class PatchSegmenter(BaseEstimator):
     def _predict_patches(self, patches, method, output):
         """One of :meth:`_infer`'s outputs for plain patches, batch by batch."""
         check_is_fitted(self)
-        patches = self._check_patches(patches, method, self.net_.module_.depth)
-        step = self._inference_batch_size(patches.shape[1] * patches.shape[2])
+        depth = self.net_.module_.depth
+        patches = check_patches(patches, f"PatchSegmenter.{method}", depth)
+        step = _batch_size(self.batch_size, patches.shape[1] * patches.shape[2])
         parts = [
             self._infer(patches[start : start + step])[output].cpu().numpy()
             for start in range(0, len(patches), step)
         ]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    def _inference_batch_size(self, pixels_per_tile):
-        # Activations grow with batch x pixels: 16 tiles of 512 px take about
-        # 4.4 GB with the default network on the CPU, 4 tiles about 1.1 GB.
-        return max(1, min(self.batch_size, _INFERENCE_PIXELS // pixels_per_tile))
-
     def _segment_bag(self, bag):
         """The segmented bag and the messages of the tiles skipped."""
-        side = max(1, bag.tile_size // self.map_downsample)
-        n_tiles = len(bag)
-        # The outputs are filled in place, batch by batch: on a slide of tens
-        # of thousands of tiles, stacking per-batch pieces at the end would
-        # hold every column twice at once.
-        columns = {
-            "features": np.empty(
-                (n_tiles, self.net_.module_.feature_dim), dtype=np.float32
-            ),
-            "scores": np.empty(n_tiles, dtype=np.float32),
-            "patch_proba": np.empty((n_tiles, self.n_classes_), dtype=np.float32),
-            "prob_maps": np.empty((n_tiles, side, side), dtype=np.float32),
-        }
-        read, skipped = [], []
-        for indices, batch, failures in bag._read_batches(
-            self._inference_batch_size(bag.tile_size**2),
-            n_jobs=self.n_jobs,
+        return _segment_tiles(
+            bag,
+            self._infer,
+            batch_size=_batch_size(self.batch_size, bag.tile_size**2),
+            map_side=max(1, bag.tile_size // self.map_downsample),
+            widths=(self.net_.module_.feature_dim, self.n_classes_),
+            reader_threads=self._reader_threads(),
             on_error=self.on_error,
-        ):
-            skipped.extend(failures)
-            if not len(indices):
-                continue
-            read.append(indices)
-            proba, class_proba, feats = self._infer(batch)
-            columns["scores"][indices] = proba.sum(dim=(1, 2)).cpu().numpy()
-            columns["prob_maps"][indices] = (
-                F.adaptive_avg_pool2d(proba[:, None], side)[:, 0].cpu().numpy()
-            )
-            columns["patch_proba"][indices] = class_proba.cpu().numpy()
-            columns["features"][indices] = feats.cpu().numpy()
-        if skipped:
-            kept = np.concatenate(read) if read else np.zeros(0, dtype=np.intp)
-            bag = bag.subset(kept)
-            columns = {name: values[kept] for name, values in columns.items()}
-        return bag.replace(**columns), skipped
+        )
 
     def _infer(self, batch):
         """Probability maps, class probabilities and features of a uint8 batch."""
-        net = self.net_
-        net.module_.eval()
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(net.device)
-        # NHWC -> NCHW view: already channels-last in memory.
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.inference_mode():
-            seg_logits, class_logits, features = net.infer(x)
-            return (
-                torch.sigmoid(seg_logits.float()),
-                torch.softmax(class_logits.float(), dim=1),
-                features.float(),
-            )
+        return self.net_.predict_batch(batch)
 
-    def _check_patches(self, patches, method, depth):
-        if (
-            isinstance(patches, list | tuple)
-            and patches
-            and isinstance(patches[0], TileBag)
-        ):
-            raise TypeError(
-                f"PatchSegmenter.{method} takes an array of patches, not TileBags. "
-                "To use a trained segmenter in a Pipeline, wrap it in "
-                "sklearn.frozen.FrozenEstimator."
-            )
-        patches = np.asarray(patches)
-        if patches.ndim != 4 or patches.shape[-1] != 3 or patches.dtype != np.uint8:
-            raise ValueError(
-                "patches must be RGB uint8 of shape (n_patches, height, width, 3); "
-                f"got {patches.dtype} of shape {patches.shape}."
-            )
-        if len(patches) == 0:
-            raise ValueError("patches is empty; at least one patch is required.")
-        _check_size(patches.shape[1], patches.shape[2], depth, "patches")
-        return patches
+    def _reader_threads(self):
+        """``reader_threads``, or the deprecated ``n_jobs`` where it is set."""
+        if self.n_jobs in ("deprecated", None):
+            return self.reader_threads
+        return self.n_jobs
 
-    def __getstate__(self):
-        # object.__getstate__ returns the instance's own __dict__: copy it.
-        state = dict(super().__getstate__())
-        if "net_" in state:
-            state["net_"] = _NetPayload(state["net_"])
-        return state
+    def _warn_if_n_jobs_is_set(self):
+        # None, the former default, is what older model files and pickles hold.
+        if self.n_jobs not in ("deprecated", None):
+            warnings.warn(
+                "PatchSegmenter: n_jobs was renamed reader_threads in 0.1 (it "
+                "counts the threads reading tiles, not joblib workers) and will "
+                "be removed in 0.3; set reader_threads instead.",
+                FutureWarning,
+                stacklevel=3,
+            )
 
     def __setstate__(self, state):
-        if isinstance(state.get("net_"), _NetPayload):
-            state = dict(state, net_=state["net_"].load())
-        super().__setstate__(state)
+        # Pickles made before reader_threads existed (0.1.0.dev0).
+        super().__setstate__({"reader_threads": None, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -553,192 +488,12 @@ class PatchSegmenter(BaseEstimator):
         return tags
 
 
-def _check_size(height, width, depth, what):
-    factor = 2**depth
-    if height % factor or width % factor:
-        raise ValueError(
-            f"{what}: tile size {height}x{width} is not divisible by "
-            f"2**depth = {factor}."
-        )
-
-
-def _check_masks(masks, shape):
-    masks = np.asarray(masks)
-    if masks.shape != shape:
-        raise ValueError(
-            f"masks must have shape {shape}, one per patch and as large; "
-            f"got {masks.shape}."
-        )
-    if masks.dtype != bool and masks.dtype.kind not in "fiu":
-        raise ValueError(f"masks must be float or bool; got {masks.dtype}.")
-    masks = masks.astype(np.float32)
-    if not np.isfinite(masks).all() or masks.min() < 0 or masks.max() > 1:
-        raise ValueError("masks must hold values in [0, 1] (no NaN).")
-    return masks
-
-
-class _PatchDataset(Dataset):
-    """Patches, masks and labels as ``(image, {"mask": ..., "label": ...})``."""
-
-    def __init__(self, patches, masks, labels, *, augment, seed):
-        self.patches = patches
-        self.masks = masks
-        self.labels = labels
-        self.augment = augment
-        self.seed = seed
-        self._rng = np.random.RandomState(seed)
-
-    def __len__(self):
-        return len(self.patches)
-
-    def __getitem__(self, index):
-        patch, mask = self.patches[index], self.masks[index]
-        if self.augment is not None:
-            patch, mask = self.augment(patch, mask, random_state=self._rng)
-        image = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)
-        return image.float().div_(255.0), {
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32)),
-            "label": torch.tensor(self.labels[index]),
-        }
-
-    def subset(self, indices, *, augment):
-        return _PatchDataset(
-            self.patches[indices],
-            self.masks[indices],
-            self.labels[indices],
-            augment=augment,
-            seed=self.seed,
-        )
-
-
-class _TrainValidSplit:
-    """skorch ``train_split``: a seeded split that never augments validation."""
-
-    def __init__(self, fraction, seed):
-        self.fraction = fraction
-        self.seed = seed
-
-    def __call__(self, dataset, y=None, **fit_params):
-        train, valid = stratified_split(dataset.labels, self.fraction, self.seed)
-        return (
-            dataset.subset(train, augment=dataset.augment),
-            dataset.subset(valid, augment=None),
-        )
-
-
-class _SegmenterNet(NeuralNet):
-    """skorch net running bfloat16 autocast and channels-last on CUDA."""
-
-    def _on_cuda(self):
-        return torch.device(self.device).type == "cuda"
-
-    def initialize_module(self):
-        super().initialize_module()
-        if self._on_cuda():
-            self.module_ = self.module_.to(memory_format=torch.channels_last)
-        return self
-
-    def infer(self, x, **fit_params):
-        x = to_tensor(x, device=self.device)
-        if self._on_cuda():
-            x = x.contiguous(memory_format=torch.channels_last)
-            context = torch.autocast("cuda", dtype=torch.bfloat16)
-        else:
-            context = nullcontext()
-        with context:
-            return self.module_(x, **fit_params)
-
-
-class _NetPayload:
-    """A trained skorch net as bytes that depend on its content only.
-
-    Pickling a torch tensor embeds the memory address of its storage, so the
-    same weights pickle (and ``joblib.hash``) differently after every load,
-    and ``Pipeline(memory=...)`` would never hit its cache. Here tensors are
-    pickled as numpy arrays instead. On load, tensors go back to the net's
-    device, or to the CPU (with skorch's ``DeviceWarning``) where CUDA is
-    absent.
-    """
-
-    def __init__(self, net):
-        buffer = io.BytesIO()
-        _TensorPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
-            (type(net), net.__dict__)
-        )
-        self.data = buffer.getvalue()
-
-    def load(self):
-        net_class, state = pickle.loads(self.data)
-        device = torch.device(state["device"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            warnings.warn(
-                f"The segmenter was trained on {state['device']!r}, which is not "
-                "available: loading it on 'cpu'.",
-                DeviceWarning,
-                stacklevel=3,
-            )
-            state["device"] = "cpu"
-        elif device.type != "cpu":
-            state = _to_device(state, state["device"])
-        net = net_class.__new__(net_class)
-        net.__dict__.update(state)
-        return net
-
-
-class _TensorPickler(pickle._Pickler):
-    """Pickles tensors as numpy arrays, strings and bytes by value, sets sorted.
-
-    The pure-Python pickler is used because it lets strings and bytes skip
-    the memo: the memo depends on object identity, which unpickling changes
-    (one-character strings come back as shared singletons). Sets are written
-    in sorted order, as their iteration order depends on insertion history.
-    """
-
-    def memoize(self, obj):
-        if type(obj) not in (str, bytes):
-            super().memoize(obj)
-
-    def reducer_override(self, obj):
-        if type(obj) in (set, frozenset):
-            return type(obj), (sorted(obj, key=_sort_key),)
-        if isinstance(obj, torch.Tensor):
-            tensor = obj.detach().cpu().contiguous()
-            if tensor.dtype == torch.bfloat16:
-                array, dtype = tensor.view(torch.int16).numpy(), "bfloat16"
-            else:
-                array, dtype = tensor.numpy(), None
-            is_parameter = isinstance(obj, torch.nn.Parameter)
-            return _rebuild_tensor, (array, dtype, obj.requires_grad, is_parameter)
-        return NotImplemented
-
-
-def _sort_key(item):
-    return type(item).__name__, repr(item)
-
-
-def _rebuild_tensor(array, dtype, requires_grad, is_parameter):
-    tensor = torch.from_numpy(array)
-    if dtype is not None:
-        tensor = tensor.view(getattr(torch, dtype))
-    if is_parameter:
-        return torch.nn.Parameter(tensor, requires_grad=requires_grad)
-    return tensor.requires_grad_(requires_grad)
-
-
-def _to_device(state, device):
-    """Move the net's modules and optimiser state to ``device`` (a GPU load)."""
-    for value in state.values():
-        if isinstance(value, torch.nn.Module):
-            value.to(device)
-        elif isinstance(value, torch.optim.Optimizer):
-            for param_state in value.state.values():
-                for key, item in param_state.items():
-                    if isinstance(item, torch.Tensor) and key != "step":
-                        param_state[key] = item.to(device)
-    return state
-
-
 def _segment_bag_cached(segmenter, network_hash, bag):
     """What ``memory`` caches: ``segmenter`` is ignored in the key, which is
     ``network_hash`` (the trained network and its settings) and the bag."""
     return segmenter._segment_bag(bag)
+
+
+# Where joblib pickles of a fitted PatchSegmenter made before the persistence
+# package (0.1.0.dev0) find these names (and _TrainValidSplit, imported above).
+_NetPayload, _rebuild_tensor = NetPayload, rebuild_tensor

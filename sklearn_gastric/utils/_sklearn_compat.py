@@ -8,6 +8,7 @@ fix (imbalanced-learn does the same in ``imblearn/utils/_sklearn_compat.py``).
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
+    Hidden,
     Interval,
     InvalidParameterError,
     Options,
@@ -18,6 +19,7 @@ from sklearn.utils.validation import validate_data
 
 __all__ = [
     "HasMethods",
+    "Hidden",
     "Interval",
     "InvalidParameterError",
     "Options",

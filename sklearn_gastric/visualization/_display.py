@@ -3,8 +3,8 @@
 import numpy as np
 
 from ..graph import SlideGraph
-from ..io import open_slide
-from ..preprocessing import TileBag, low_resolution_view
+from ..preprocessing import TileBag
+from ._drawing import draw_overlay, draw_regions, draw_tiles
 from ._lesion_map import lesion_map
 
 __all__ = ["LesionMapDisplay"]
@@ -19,7 +19,9 @@ class LesionMapDisplay:
     the slide graph's edges between them, and the predicted class with the
     class probabilities in the title.
 
-    Build it with :meth:`from_pipeline` or :meth:`from_bag`; the constructor
+    Build it with :meth:`from_prediction` (a slide's
+    :func:`~sklearn_gastric.pipeline.predict_slides` output) or
+    :meth:`from_bag`; the constructor
     takes the already computed pieces. All drawing is in level-0 pixel
     coordinates.
 
@@ -152,86 +154,29 @@ class LesionMapDisplay:
             ``self``, with the matplotlib objects stored.
         """
         import matplotlib.pyplot as plt
-        from matplotlib.collections import LineCollection
-        from matplotlib.patches import Rectangle
 
         if ax is None:
             _, ax = plt.subplots()
-        result = self.lesion_map
-        width, height = result.slide_dimensions
+        width, height = self.lesion_map.slide_dimensions
         extent = self.thumbnail_extent
         if extent is None:
             extent = (0, width, height, 0)
         self.image_ = ax.imshow(
             self.thumbnail, extent=tuple(extent), interpolation="bilinear"
         )
-        map_h, map_w = result.probability.shape
-        d = result.downsample
-        overlay = np.ma.masked_array(result.probability, mask=~result.coverage)
-        self.overlay_ = ax.imshow(
-            overlay,
-            extent=(0, map_w * d, map_h * d, 0),
-            cmap=cmap,
-            vmin=0.0,
-            vmax=1.0,
-            alpha=alpha,
-            interpolation="nearest",
+        self.overlay_ = draw_overlay(ax, self.lesion_map, cmap, alpha)
+        self.contours_ = (
+            draw_regions(ax, self.lesion_map, region_color) if show_regions else []
         )
-        self.contours_ = []
-        if show_regions and result.regions:
-            from skimage.measure import find_contours
-
-            for contour in find_contours(
-                np.pad(result.mask, 1).astype(np.float32), 0.5
-            ):
-                (line,) = ax.plot(
-                    (contour[:, 1] - 0.5) * d,
-                    (contour[:, 0] - 0.5) * d,
-                    color=region_color,
-                    linewidth=1.0,
-                )
-                self.contours_.append(line)
-        self.tiles_ = []
-        self.edges_ = None
-        if self.tile_coords is not None and len(self.tile_coords):
-            if self.tile_footprint is None:
-                raise ValueError(
-                    f"Slide {result.name!r}: tile_coords need tile_footprint, the "
-                    "tiles' side in level-0 pixels."
-                )
-            coords = np.asarray(self.tile_coords, dtype=float)
-            side = float(self.tile_footprint)
-            centres = coords + side / 2
-            if self.adjacency is not None:
-                rows, cols = np.nonzero(np.triu(np.asarray(self.adjacency), k=1))
-                segments = [(centres[i], centres[j]) for i, j in zip(rows, cols)]
-                self.edges_ = LineCollection(
-                    segments, colors=edge_color, linewidths=1.0, zorder=3
-                )
-                ax.add_collection(self.edges_)
-            for rank, (x, y) in enumerate(coords, start=1):
-                rectangle = Rectangle(
-                    (float(x), float(y)),
-                    side,
-                    side,
-                    fill=False,
-                    edgecolor=tile_color,
-                    linewidth=1.2,
-                    zorder=4,
-                )
-                ax.add_patch(rectangle)
-                self.tiles_.append(rectangle)
-                ax.text(
-                    x + side * 0.05,
-                    y + side * 0.05,
-                    str(rank),
-                    color=tile_color,
-                    fontsize=8,
-                    ha="left",
-                    va="top",
-                    zorder=5,
-                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0},
-                )
+        self.tiles_, self.edges_ = draw_tiles(
+            ax,
+            self.tile_coords,
+            self.tile_footprint,
+            self.adjacency,
+            name=self.lesion_map.name,
+            tile_color=tile_color,
+            edge_color=edge_color,
+        )
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)
         ax.set_title(self._title())
@@ -297,15 +242,8 @@ class LesionMapDisplay:
             Threshold of the suspected lesion regions.
         downsample : float, default=None
             Resolution of the lesion map, see :func:`lesion_map`.
-        max_size : int, default=1024
-            Longest side of the thumbnail in pixels. The thumbnail comes from
-            :func:`~sklearn_gastric.preprocessing.low_resolution_view`: the
-            coarsest pyramid level (or stored thumbnail) that serves, read
-            chunk by chunk.
-        ax : matplotlib Axes, default=None
-            Axes to draw on.
-        **plot_kwargs
-            Passed to :meth:`plot`.
+        max_size, ax, **plot_kwargs
+            See :meth:`from_prediction`.
 
         Returns
         -------
@@ -328,14 +266,8 @@ class LesionMapDisplay:
                 )
             tile_coords, adjacency = graph.coords, graph.adjacency
         elif k and len(bag):
-            if bag.scores is None:
-                raise ValueError(
-                    f"Slide {bag.name!r}: the tiles have no 'scores' to pick the "
-                    "top-k tiles; pass k=None."
-                )
-            from ..graph._bags import score_order
-
-            tile_coords = bag.coords[score_order(bag.scores, bag.coords)[:k]]
+            bag.require("scores", hint="pass k=None, or run a PatchSegmenter first")
+            tile_coords = bag.coords[bag.score_order()[:k]]
         return cls._assemble(
             bag,
             tile_coords=tile_coords,
@@ -346,6 +278,67 @@ class LesionMapDisplay:
             downsample=downsample,
             max_size=max_size,
         ).plot(ax=ax, **plot_kwargs)
+
+    @classmethod
+    def from_prediction(cls, prediction, *, max_size=1024, ax=None, **plot_kwargs):
+        """Display a slide's prediction: its lesion map, top tiles, graph and class.
+
+        Parameters
+        ----------
+        prediction : SlidePrediction
+            One slide's prediction, from
+            :func:`~sklearn_gastric.pipeline.predict_slides`. Its lesion map
+            (and so the threshold of the regions) is drawn as it is.
+        max_size : int, default=1024
+            Longest side of the thumbnail in pixels
+            (:meth:`~sklearn_gastric.io.Slide.read_view`).
+        ax : matplotlib Axes, default=None
+            Axes to draw on.
+        **plot_kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : LesionMapDisplay
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import numpy as np
+        >>> from sklearn_gastric.pipeline import SlidePrediction
+        >>> from sklearn_gastric.preprocessing import TileBag
+        >>> from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
+        >>> maps = np.full((1, 4, 4), 0.8, dtype=np.float32)
+        >>> bag = TileBag(np.zeros((16, 16, 3), np.uint8), [[0, 0]], 16,
+        ...               scores=[12.8], prob_maps=maps)
+        >>> prediction = SlidePrediction(
+        ...     bag.slide, bag, top_tiles=bag, classes=np.array(["a", "b"]),
+        ...     proba=np.array([0.1, 0.9]), lesion_map=lesion_map(bag))
+        >>> display = LesionMapDisplay.from_prediction(prediction)
+        >>> display.ax_.get_title(), [t.get_xy() for t in display.tiles_]
+        ('array(16x16): b\\na 0.10, b 0.90', [(0.0, 0.0)])
+        >>> import matplotlib.pyplot as plt
+        >>> plt.close(display.figure_)
+        """
+        bag = prediction.bag
+        adjacency = None
+        if prediction.graph is not None and prediction.graph.coords is not None:
+            adjacency = prediction.graph.adjacency
+        tile_coords = prediction.top_coords
+        thumbnail, extent = _thumbnail(bag.slide, max_size)
+        display = cls(
+            prediction.lesion_map,
+            thumbnail,
+            thumbnail_extent=extent,
+            tile_coords=tile_coords if len(tile_coords) else None,
+            tile_footprint=bag.footprint,
+            adjacency=adjacency,
+            classes=prediction.classes,
+            proba=prediction.proba,
+            bag=bag,
+        )
+        return display.plot(ax=ax, **plot_kwargs)
 
     @classmethod
     def from_pipeline(
@@ -361,91 +354,45 @@ class LesionMapDisplay:
     ):
         """Run a fitted pipeline on one slide and display its lesion map.
 
-        The pipeline's steps are run one by one on ``[slide]``, whatever
-        their names: the first output made of TileBags with ``prob_maps``
-        (the segmenter's) gives the lesion map, the last TileBag output
-        after it (the top-K selector's) the tiles outlined, the last
-        :class:`~sklearn_gastric.graph.SlideGraph` output the edges, and the
-        final estimator's ``predict_proba`` the title. A pipeline without a
-        selector outlines no tile; one without a graph step draws no edge.
+        .. deprecated:: 0.1
+            A display draws; it does not run a pipeline. Use
+            ``LesionMapDisplay.from_prediction(predict_slides(pipe, [slide])[0])``
+            (:func:`~sklearn_gastric.pipeline.predict_slides`), which also
+            keeps the prediction for :func:`export_geojson`. This method
+            will be removed in 0.3.
 
         Parameters
         ----------
-        pipe : Pipeline
-            A fitted pipeline whose steps turn slides into TileBags with
-            ``prob_maps`` (e.g. stain → tile → tissue → seg → topk → graph →
-            gcn of the design).
-        slide : str, os.PathLike, ndarray or Slide
-            The slide to show.
-        threshold : float, default=0.5
-            Threshold of the suspected lesion regions.
-        downsample : float, default=None
-            Resolution of the lesion map, see :func:`lesion_map`.
-        max_size : int, default=1024
-            Longest side of the thumbnail in pixels. The thumbnail comes from
-            :func:`~sklearn_gastric.preprocessing.low_resolution_view`: the
-            coarsest pyramid level (or stored thumbnail) that serves, read
-            chunk by chunk.
-        ax : matplotlib Axes, default=None
-            Axes to draw on.
-        **plot_kwargs
-            Passed to :meth:`plot`.
+        pipe, slide, threshold, downsample
+            The pipeline, one slide, and ``threshold`` and ``downsample`` of
+            :func:`~sklearn_gastric.pipeline.predict_slides`.
+        max_size, ax, **plot_kwargs
+            See :meth:`from_prediction`.
 
         Returns
         -------
         display : LesionMapDisplay
         """
-        from sklearn.utils.validation import check_is_fitted
+        import warnings
 
-        check_is_fitted(pipe)
+        from .._prediction import predict_slides
+
+        warnings.warn(
+            "LesionMapDisplay.from_pipeline is deprecated in 0.1 and will be "
+            "removed in 0.3: use LesionMapDisplay.from_prediction("
+            "predict_slides(pipe, [slide])[0]) from sklearn_gastric.pipeline.",
+            FutureWarning,
+            stacklevel=2,
+        )
         if isinstance(slide, (list, tuple)):
             raise TypeError(
                 "LesionMapDisplay.from_pipeline shows one slide; got a "
                 f"{type(slide).__name__}."
             )
-        slide = open_slide(slide)
-        Xt = [slide]
-        full_bag, selected, graph, proba = None, None, None, None
-        steps = [(name, est) for name, est in pipe.steps]
-        for index, (_, step) in enumerate(steps):
-            if step is None or isinstance(step, str):
-                continue
-            last = index == len(steps) - 1
-            if last and hasattr(step, "predict_proba"):
-                proba = np.asarray(step.predict_proba(Xt))[0]
-                break
-            Xt = step.transform(Xt)
-            output = Xt[0] if len(Xt) == 1 else None
-            if isinstance(output, TileBag):
-                if full_bag is None:
-                    if output.prob_maps is not None:
-                        full_bag = output
-                else:
-                    selected = output
-            elif isinstance(output, SlideGraph):
-                graph = output
-        if full_bag is None:
-            raise ValueError(
-                f"Slide {slide.name!r}: no step of the pipeline produced TileBags "
-                "with 'prob_maps'; the pipeline needs a segmenter "
-                "(FrozenEstimator(PatchSegmenter))."
-            )
-        classes = getattr(pipe, "classes_", None) if proba is not None else None
-        tile_coords, adjacency = None, None
-        if graph is not None and graph.coords is not None:
-            tile_coords, adjacency = graph.coords, graph.adjacency
-        elif selected is not None:
-            tile_coords = selected.coords
-        return cls._assemble(
-            full_bag,
-            tile_coords=tile_coords,
-            adjacency=adjacency,
-            classes=classes,
-            proba=proba,
-            threshold=threshold,
-            downsample=downsample,
-            max_size=max_size,
-        ).plot(ax=ax, **plot_kwargs)
+        (prediction,) = predict_slides(
+            pipe, [slide], threshold=threshold, downsample=downsample
+        )
+        return cls.from_prediction(prediction, max_size=max_size, ax=ax, **plot_kwargs)
 
     @classmethod
     def _assemble(
@@ -477,16 +424,6 @@ class LesionMapDisplay:
 
 def _thumbnail(slide, max_size):
     """A view of the whole slide at most ``max_size`` pixels a side, and its
-    extent in level-0 pixels; read chunk by chunk from the coarsest level
-    (or the file's stored thumbnail) that serves, so memory stays bounded."""
-    from PIL import Image
-
-    width, height = slide.dimensions
-    view, downsample = low_resolution_view(slide, max(width, height) / max_size)
-    view_h, view_w = view.shape[:2]
-    extent = (0.0, view_w * downsample, view_h * downsample, 0.0)
-    scale = max_size / max(view_h, view_w)
-    if scale < 1:
-        size = (max(1, round(view_w * scale)), max(1, round(view_h * scale)))
-        view = np.asarray(Image.fromarray(view).resize(size, Image.Resampling.BOX))
-    return view, extent
+    extent in level-0 pixels (:meth:`~sklearn_gastric.io.Slide.read_view`)."""
+    view = slide.read_view(max(slide.dimensions) / max_size)
+    return view.shrink_to(max_size), view.extent

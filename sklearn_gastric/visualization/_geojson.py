@@ -1,47 +1,39 @@
 """Suspected lesion regions as GeoJSON polygons that QuPath imports."""
 
-import json
 import os
 from numbers import Real
-from pathlib import Path
 
 import numpy as np
 
-from ..datasets import GASTRIC_CLASSES
+from ..io._geojson import polygon_feature, write_feature_collection
 from ..preprocessing import TileBag
-from ..utils import write_text_atomic
-from ..utils._sklearn_compat import Interval, validate_params
+from ..utils._sklearn_compat import HasMethods, Interval, validate_params
 from ._lesion_map import lesion_map
 
 __all__ = ["export_geojson", "lesion_features"]
 
-# QuPath-like colours per class; other class names get _DEFAULT_COLOR.
-CLASS_COLORS = dict(
-    zip(
-        GASTRIC_CLASSES,
-        ([64, 160, 64], [230, 180, 40], [230, 110, 30], [200, 30, 30]),
-    )
-)
-_DEFAULT_COLOR = [200, 0, 0]
+
+# The region options that export_geojson passes on to lesion_features.
+_REGION_OPTIONS = {
+    # A SlidePrediction (sklearn_gastric.pipeline), told by its to_dict.
+    "bag": [TileBag, HasMethods(["to_dict"])],
+    "threshold": [Interval(Real, 0, 1, closed="both"), None],
+    "class_name": [str],
+    "classes": ["array-like", None],
+    "color": ["array-like", None],
+    "downsample": [Interval(Real, 0, None, closed="neither"), None],
+    "tolerance": [Interval(Real, 0, None, closed="left")],
+}
 
 
 @validate_params(
-    {
-        "bag": [TileBag],
-        "path": [str, os.PathLike],
-        "threshold": [Interval(Real, 0, 1, closed="both")],
-        "class_name": [str],
-        "classes": ["array-like", None],
-        "color": ["array-like", None],
-        "downsample": [Interval(Real, 0, None, closed="neither"), None],
-        "tolerance": [Interval(Real, 0, None, closed="left")],
-    },
+    {"path": [str, os.PathLike], **_REGION_OPTIONS},
     prefer_skip_nested_validation=True,
 )
 def export_geojson(
     bag,
     path,
-    threshold=0.5,
+    threshold=None,
     *,
     class_name="lesion",
     classes=None,
@@ -58,21 +50,26 @@ def export_geojson(
 
     Parameters
     ----------
-    bag : TileBag
-        The tiles of one slide with ``prob_maps``.
+    bag : TileBag or SlidePrediction
+        The tiles of one slide with ``prob_maps``, or the slide's
+        prediction (:func:`~sklearn_gastric.pipeline.predict_slides`),
+        whose lesion map is exported as it is (no new map is computed
+        unless ``threshold`` or ``downsample`` asks for another one).
     path : str or os.PathLike
         The file to write (``.geojson``); parent folders are created. It
         appears under its name only once complete; nothing is written
         anywhere else.
-    threshold : float, default=0.5
+    threshold : float, default=None
         Pixels with probability strictly greater than ``threshold`` are
-        suspected lesion.
+        suspected lesion. None: the prediction's threshold, or 0.5 for a
+        TileBag.
     class_name : str, default="lesion"
         The QuPath classification of every region when ``classes`` is None,
         for instance the slide's predicted class (``pipe.predict([slide])[0]``).
     classes : array-like of shape (n_classes,), default=None
         The names of the columns of the bag's ``patch_proba`` (the
-        segmenter's ``classes_``). When given, each region is classified as
+        segmenter's ``classes_``; with a prediction, None means its
+        ``patch_classes``). When given, each region is classified as
         the class of highest mean ``patch_proba`` over its tiles
         (:attr:`LesionRegion.patch_proba`), and that mean is written as
         ``class_probability``.
@@ -136,38 +133,22 @@ def export_geojson(
     >>> properties["classification"]["name"], properties["area_px"]
     ('lesion', 256.0)
     """
-    collection = {
-        "type": "FeatureCollection",
-        "features": lesion_features(
-            bag,
-            threshold,
-            class_name=class_name,
-            classes=classes,
-            color=color,
-            downsample=downsample,
-            tolerance=tolerance,
-        ),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, json.dumps(collection))
+    features = lesion_features(
+        bag,
+        threshold,
+        class_name=class_name,
+        classes=classes,
+        color=color,
+        downsample=downsample,
+        tolerance=tolerance,
+    )
+    return write_feature_collection(features, path)
 
 
-@validate_params(
-    {
-        "bag": [TileBag],
-        "threshold": [Interval(Real, 0, 1, closed="both")],
-        "class_name": [str],
-        "classes": ["array-like", None],
-        "color": ["array-like", None],
-        "downsample": [Interval(Real, 0, None, closed="neither"), None],
-        "tolerance": [Interval(Real, 0, None, closed="left")],
-    },
-    prefer_skip_nested_validation=True,
-)
+@validate_params(_REGION_OPTIONS, prefer_skip_nested_validation=True)
 def lesion_features(
     bag,
-    threshold=0.5,
+    threshold=None,
     *,
     class_name="lesion",
     classes=None,
@@ -179,9 +160,9 @@ def lesion_features(
 
     Parameters
     ----------
-    bag : TileBag
-        The tiles of one slide with ``prob_maps``.
-    threshold : float, default=0.5
+    bag : TileBag or SlidePrediction
+        See :func:`export_geojson`.
+    threshold : float, default=None
         See :func:`export_geojson`.
     class_name : str, default="lesion"
         See :func:`export_geojson`.
@@ -199,22 +180,22 @@ def lesion_features(
     features : list of dict
         One GeoJSON Feature per region, ready for :func:`json.dumps`.
     """
-    result = lesion_map(bag, threshold, downsample=downsample)
+    bag, result, classes = _regions_of(bag, threshold, downsample, classes)
     if color is not None:
         color = [int(c) for c in np.asarray(color).ravel()]
         if len(color) != 3:
             raise ValueError(f"color must be an RGB triple; got {color}.")
     if classes is not None:
         classes = [str(c) for c in np.asarray(classes).ravel()]
-        if bag.patch_proba is None:
-            raise ValueError(
-                f"Slide {bag.name!r}: classes were given but the tiles have no "
-                "'patch_proba' to classify the regions with."
-            )
-        if len(classes) != bag.patch_proba.shape[1]:
+        patch_proba = bag.require(
+            "patch_proba",
+            hint="pass classes=None, or run a PatchSegmenter first",
+            allow_empty=True,
+        )
+        if len(classes) != patch_proba.shape[1]:
             raise ValueError(
                 f"Slide {bag.name!r}: {len(classes)} classes for "
-                f"{bag.patch_proba.shape[1]} columns of 'patch_proba'."
+                f"{patch_proba.shape[1]} columns of 'patch_proba'."
             )
     from scipy.ndimage import find_objects
 
@@ -226,9 +207,6 @@ def lesion_features(
             best = int(np.argmax(region.patch_proba))
             name = classes[best]
             extra["class_probability"] = region.patch_proba[best]
-        region_color = (
-            color if color is not None else CLASS_COLORS.get(name, _DEFAULT_COLOR)
-        )
         rings = _region_rings(
             result.labels[window] == region.label,
             (window[0].start, window[1].start),
@@ -236,27 +214,43 @@ def lesion_features(
             result.slide_dimensions,
             float(tolerance),
         )
+        properties = {
+            "name": f"lesion {region.label}",
+            "probability": region.mean_probability,
+            "max_probability": region.max_probability,
+            "area_px": region.area,
+            "bbox": list(region.bbox),
+            **extra,
+        }
         features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": rings},
-                "properties": {
-                    "objectType": "annotation",
-                    "classification": {"name": name, "color": list(region_color)},
-                    "name": f"lesion {region.label}",
-                    "probability": region.mean_probability,
-                    "max_probability": region.max_probability,
-                    "area_px": region.area,
-                    "bbox": list(region.bbox),
-                    **extra,
-                },
-            }
+            polygon_feature(rings, name, color=color, properties=properties)
         )
     return features
 
 
+def _regions_of(source, threshold, downsample, classes):
+    """The tiles, lesion map and patch classes of a TileBag or a prediction."""
+    if isinstance(source, TileBag):
+        threshold = 0.5 if threshold is None else threshold
+        return source, lesion_map(source, threshold, downsample=downsample), classes
+    if not hasattr(source, "lesion_map"):
+        raise TypeError(
+            "Expected a TileBag or a SlidePrediction (predict_slides); got "
+            f"{type(source).__name__}."
+        )
+    result = source.lesion_map
+    if classes is None:
+        classes = source.patch_classes
+    if downsample is not None or threshold not in (None, result.threshold):
+        threshold = result.threshold if threshold is None else threshold
+        result = lesion_map(source.bag, threshold, downsample=downsample)
+    return source.bag, result, classes
+
+
 def _region_rings(mask, origin, downsample, dimensions, tolerance):
-    """Exterior ring then holes of one 8-connected region, level-0 (x, y).
+    """The border rings of one 8-connected region, level-0 (x, y), clipped
+    to the slide, in the order found (the GeoJSON writer puts the exterior
+    first and orients them).
 
     ``mask`` is the region's bounding box in the map, whose top-left pixel is
     map pixel ``origin`` (row, col).
@@ -279,21 +273,5 @@ def _region_rings(mask, origin, downsample, dimensions, tolerance):
         xy = (contour[:, ::-1] + np.array(origin[::-1]) - 0.5) * downsample
         xy[:, 0] = np.clip(xy[:, 0], 0, width)
         xy[:, 1] = np.clip(xy[:, 1], 0, height)
-        if not np.array_equal(xy[0], xy[-1]):
-            xy = np.vstack([xy, xy[:1]])
         rings.append(xy)
-    areas = [_signed_area(ring) for ring in rings]
-    exterior = int(np.argmax(np.abs(areas)))
-    ordered = [rings[exterior]] + [r for i, r in enumerate(rings) if i != exterior]
-    oriented = []
-    for index, ring in enumerate(ordered):
-        area = _signed_area(ring)
-        if (index == 0) != (area > 0):
-            ring = ring[::-1]
-        oriented.append([[round(float(x), 3), round(float(y), 3)] for x, y in ring])
-    return oriented
-
-
-def _signed_area(ring):
-    x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
+    return rings

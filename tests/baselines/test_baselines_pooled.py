@@ -1,9 +1,5 @@
-import pickle
-
 import numpy as np
 import pytest
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
@@ -99,16 +95,3 @@ def test_invalid_parameters_rejected_in_fit(params, name):
     X, y = make_dataset(4, seed=4)
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter"):
         PooledFeatureClassifier(**params).fit(X, y)
-
-
-def test_contract():
-    X, y = make_dataset(6, seed=5)
-    with pytest.raises(NotFittedError):
-        PooledFeatureClassifier().predict(X)
-    clf = PooledFeatureClassifier(pooling="max", n_jobs=2)
-    assert clf.get_params()["pooling"] == "max"
-    assert clf.fit(X, y) is clf
-    assert clone(clf).get_params()["n_jobs"] == 2
-    restored = pickle.loads(pickle.dumps(clf))
-    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
-    assert clf.__sklearn_tags__().input_tags.two_d_array is False

@@ -1,9 +1,5 @@
-import pickle
-
 import numpy as np
 import pytest
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
 from sklearn_gastric.baselines import ProportionThresholdClassifier
 from sklearn_gastric.baselines._proportion import _best_threshold
@@ -150,17 +146,6 @@ def test_fit_errors():
         clf.fit("slides", ["a"])
 
 
-def test_contract(fitted):
-    with pytest.raises(NotFittedError):
-        ProportionThresholdClassifier().predict([counts_bag()])
-    clf = ProportionThresholdClassifier(columns=["a", "b"], n_jobs=2)
-    assert clf.get_params() == {
-        "columns": ["a", "b"],
-        "severity_order": None,
-        "n_jobs": 2,
-    }
-    assert clone(fitted).get_params() == fitted.get_params()
-    restored = pickle.loads(pickle.dumps(fitted))
-    np.testing.assert_array_equal(restored.thresholds_, fitted.thresholds_)
-    assert fitted.__sklearn_tags__().input_tags.two_d_array is False
+def test_predict_on_no_slides(fitted):
+    # The shared contract (clone, pickling, NotFittedError) is in test_common.py.
     assert fitted.predict([]).shape == (0,)

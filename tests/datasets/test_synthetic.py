@@ -12,11 +12,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_gastric.datasets import (
     GASTRIC_CLASSES,
     REFERENCE_LAB,
-    _render,
     make_gastric_slides,
     make_patch_dataset,
 )
 from sklearn_gastric.datasets._labs import sample_slide_stains
+from sklearn_gastric.datasets._regions import grow_region
+from sklearn_gastric.datasets._render import render
 from sklearn_gastric.io import open_slide
 
 
@@ -267,10 +268,10 @@ def test_mask_marks_exactly_the_changed_pixels(label):
     no pixel outside it."""
     shape = (96, 96)
     tissue = np.ones(shape, dtype=bool)
-    focus = _render.grow_region(np.random.default_rng(1), tissue, 3000, (48, 40))
+    focus = grow_region(np.random.default_rng(1), tissue, 3000, (48, 40))
     stains = sample_slide_stains(np.random.default_rng(2), REFERENCE_LAB, 0.1)
-    plain = _render.render(np.random.default_rng(3), shape, tissue, [], [], stains)
-    lesion = _render.render(
+    plain = render(np.random.default_rng(3), shape, tissue, [], [], stains)
+    lesion = render(
         np.random.default_rng(3), shape, tissue, [(label, focus)], [], stains
     )
     rows, cols, sub = focus

@@ -1,13 +1,22 @@
 import os
 import pickle
 import shutil
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 import tifffile
 
-from sklearn_gastric.io import Slide, SlideError, open_slide
+from sklearn_gastric.io import (
+    Slide,
+    SlideError,
+    SlideView,
+    UnreadableTileWarning,
+    low_resolution_view,
+    open_slide,
+    write_pyramidal_tiff,
+)
 
 
 class _AddOne:
@@ -214,3 +223,87 @@ def test_transform_applies_to_every_read():
 def test_open_slide_returns_slides_unchanged():
     slide = Slide(np.zeros((4, 4, 3), np.uint8))
     assert open_slide(slide) is slide
+
+
+def test_read_view_gives_the_exact_downsample_and_extent():
+    pixels = np.zeros((2000, 3000, 3), dtype=np.uint8)
+    pixels[:, 1500:] = 200  # 1500 = 125 view pixels of 12
+    slide = Slide(pixels)
+    view = slide.read_view(10)
+    # Level 1 (downsample 4) reduced by 3: 12 level-0 pixels per view pixel.
+    assert isinstance(view, SlideView)
+    assert view.downsample == 12.0 and view.failures == ()
+    assert view.pixels.shape == (167, 250, 3)
+    assert view.extent == (0.0, 3000.0, 2004.0, 0.0)
+    assert np.all(view.pixels[:166, :125] == 0)
+    assert np.all(view.pixels[:166, 125:] == 200)
+    # The last row holds 8 rows of slide and 4 of white past its edge, read
+    # as 2 level-1 rows of slide and 1 of white.
+    assert np.all(view.pixels[166, :125] == 85)  # round(255 / 3)
+    assert np.all(view.pixels[166, 125:] == 218)  # round((2 * 200 + 255) / 3)
+    sampled = slide.read_view(10, reduce="sample")
+    assert sampled.downsample == 12.0 and np.all(sampled.pixels[166, 125:] == 200)
+    same, downsample = low_resolution_view(pixels, 10)
+    np.testing.assert_array_equal(same, view.pixels)
+    assert downsample == view.downsample
+    with pytest.raises(ValueError, match="reduce must be 'mean' or 'sample'"):
+        slide.read_view(10, reduce="max")
+    with pytest.raises(ValueError, match="on_error must be 'raise' or 'skip'"):
+        slide.read_view(10, on_error="ignore")
+
+
+def test_read_view_takes_the_stored_thumbnail_only_when_allowed(cmu_slide_path):
+    slide = open_slide(cmu_slide_path)
+    stored = slide.read_view(40)
+    # The Aperio thumbnail of CMU-1-Small-Region is 574x768, about 3.87
+    # level-0 pixels per thumbnail pixel, reduced by 10.
+    assert slide.stored_thumbnail_dimensions == (574, 768)
+    assert stored.downsample == 10 * (2220 / 574 + 2967 / 768) / 2
+    assert stored.pixels.shape == (76, 57, 3)
+    pyramid = slide.read_view(40, use_thumbnail=False)
+    assert pyramid.downsample == 40.0 and pyramid.pixels.shape == (75, 56, 3)
+    assert stored.extent[1] == pytest.approx(57 * stored.downsample)
+
+
+def test_shrink_to_area_resizes_and_never_enlarges():
+    pixels = np.repeat(np.repeat(np.arange(15, dtype=np.uint8), 2), 2 * 10 * 3)
+    pixels = pixels.reshape(30, 20, 3).transpose(1, 0, 2).copy()  # 20 x 30
+    view = SlideView(pixels, 2.0)
+    half = view.shrink_to(15)
+    assert half.shape == (10, 15, 3)
+    np.testing.assert_array_equal(half[0, :, 0], np.arange(15))
+    assert view.shrink_to((30, 4)).shape == (4, 6, 3)
+    assert view.shrink_to(1000) is pixels
+    assert view.extent == (0.0, 60.0, 40.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def corrupt_flat_tiff(tmp_path_factory):
+    """A single-level 512x512 TIFF whose level-0 tile (128, 0) holds zeros."""
+    rgb = np.full((512, 512, 3), 180, dtype=np.uint8)
+    folder = tmp_path_factory.mktemp("flat")
+    path = write_pyramidal_tiff(rgb, folder / "flat.tiff", tile_size=128, levels=1)
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].dataoffsets[1]
+        count = tif.pages[0].databytecounts[1]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * count)
+    return path
+
+
+def test_read_view_reports_unreadable_tiles_without_warning(corrupt_flat_tiff):
+    slide = open_slide(corrupt_flat_tiff)
+    with pytest.raises(SlideError, match=r"'flat.tiff'.*\(x, y\) = \(128, 0\)"):
+        slide.read_view(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        view = slide.read_view(4, on_error="skip")
+    assert len(view.failures) == 1
+    assert "(x, y) = (128, 0), 128x128 px" in view.failures[0]
+    assert "counts as glass" in view.failures[0]
+    assert np.all(view.pixels[:32, 32:64] == 255)
+    assert np.all(np.abs(view.pixels[32:].astype(int) - 180) <= 2)
+    with pytest.warns(UnreadableTileWarning, match=r"\(128, 0\), 128x128 px"):
+        pixels, _ = low_resolution_view(slide, 4, on_error="skip")
+    np.testing.assert_array_equal(pixels, view.pixels)

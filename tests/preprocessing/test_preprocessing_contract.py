@@ -1,18 +1,14 @@
-"""The scikit-learn contract for the preprocessing steps (their input is a list
-of slides or TileBags, so sklearn's common checks skip them: this is their
-own suite)."""
-
-import pickle
+"""The preprocessing steps' parameter checks and their chain in a Pipeline
+with ``memory``. The contract every estimator shares (clone, pickling, one
+output per input, ``NotFittedError``) is checked in ``tests/test_common.py``."""
 
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_gastric.io import Slide
-from sklearn_gastric.preprocessing import OtsuFilter, StainNormalizer, TileBag, Tiler
+from sklearn_gastric.preprocessing import OtsuFilter, StainNormalizer, Tiler
 
 
 def _he_slide(seed, size=256):
@@ -28,33 +24,10 @@ def _he_slide(seed, size=256):
 SLIDES = [_he_slide(0), _he_slide(1, size=320), _he_slide(2)]
 
 
-def _estimators():
-    return [
-        StainNormalizer(target=_he_slide(9)),
-        StainNormalizer(method="reinhard"),
-        Tiler(tile_size=64),
-        OtsuFilter(min_tissue=0.5),
-        OtsuFilter(mode="tile"),
-    ]
-
-
 def _input_for(estimator):
     if isinstance(estimator, OtsuFilter):
         return Tiler(64).fit_transform(SLIDES)
     return SLIDES
-
-
-@pytest.mark.parametrize("estimator", _estimators(), ids=repr)
-def test_params_round_trip_through_clone(estimator):
-    params = estimator.get_params()
-    cloned = clone(estimator)
-    assert type(cloned) is type(estimator)
-    for name, value in cloned.get_params().items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_array_equal(value, params[name])
-        else:
-            assert value == params[name]
-    cloned.set_params(**params)
 
 
 @pytest.mark.parametrize(
@@ -71,41 +44,10 @@ def test_params_round_trip_through_clone(estimator):
     ],
     ids=repr,
 )
-def test_init_only_stores_and_fit_validates(estimator, bad):
+def test_invalid_parameters_are_rejected_in_fit(estimator, bad):
     estimator.set_params(**bad)  # no validation in __init__ / set_params
     with pytest.raises(InvalidParameterError, match=next(iter(bad))):
         estimator.fit(_input_for(estimator))
-
-
-@pytest.mark.parametrize("estimator", _estimators(), ids=repr)
-def test_one_output_per_input_in_order_and_picklable(estimator):
-    X = _input_for(estimator)
-    assert estimator.fit(X) is estimator
-    out = estimator.transform(X)
-    assert len(out) == len(X)
-    for item, result in zip(X, out):
-        if isinstance(estimator, StainNormalizer):
-            assert isinstance(result, Slide) and result.transform is not None
-            assert result.dimensions == item.shape[1::-1]
-        else:
-            assert isinstance(result, TileBag)
-            expected = item.name if isinstance(item, TileBag) else None
-            assert expected is None or result.name == expected
-        restored = pickle.loads(pickle.dumps(result))
-        assert type(restored) is type(result)
-
-
-def test_stain_normalizer_needs_fit_and_the_others_do_not():
-    with pytest.raises(NotFittedError):
-        StainNormalizer(target=_he_slide(9)).transform(SLIDES)
-    assert not Tiler().__sklearn_tags__().requires_fit
-    assert not OtsuFilter().__sklearn_tags__().requires_fit
-    for estimator in _estimators():
-        assert estimator.__sklearn_tags__().input_tags.two_d_array is False
-    # Stateless steps work unfitted and learn nothing in fit.
-    bags = Tiler(64).transform(SLIDES)
-    assert len(OtsuFilter().transform(bags)) == 3
-    assert vars(Tiler(64).fit(SLIDES)) == vars(Tiler(64))
 
 
 def test_pipeline_with_memory_and_n_jobs(tmp_path):

@@ -1,7 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
-from sklearn_gastric.io import write_pyramidal_tiff
+from sklearn_gastric.io import SlideError, UnreadableTileWarning, write_pyramidal_tiff
 from sklearn_gastric.preprocessing import TileBag, Tiler
 
 
@@ -41,3 +43,43 @@ def test_iter_batches_of_an_empty_bag_and_bad_arguments(numbered_slide):
     (bag,) = Tiler(tile_size=32).fit_transform([numbered_slide])
     with pytest.raises(ValueError, match="n_jobs == 0"):
         next(bag.iter_batches(4, n_jobs=0))
+
+
+def _unreadable(bag, bad):
+    """``bag`` whose tiles at the indices ``bad`` cannot be read."""
+    slide = bag.slide
+    read_region = slide.read_region
+    corners = {tuple(bag.coords[index]) for index in bad}
+
+    def failing(location, level, size):
+        if tuple(location) in corners:
+            raise SlideError(f"Slide {slide.name!r}: a corrupt tile")
+        return read_region(location, level, size)
+
+    slide.read_region = failing
+    return bag
+
+
+@pytest.mark.parametrize("n_jobs", [None, 3])
+def test_read_batches_reports_the_skipped_tiles_instead_of_warning(
+    numbered_slide, n_jobs
+):
+    (bag,) = Tiler(tile_size=32).fit_transform([numbered_slide])
+    bag = _unreadable(bag.subset(np.arange(7)), {2, 3, 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batches = list(bag.read_batches(2, n_jobs=n_jobs, on_error="skip"))
+    assert [b[0].tolist() for b in batches] == [[0, 1], [], [4], [6]]
+    assert [b[1].shape[0] for b in batches] == [2, 0, 1, 1]
+    assert [len(b[2]) for b in batches] == [0, 2, 1, 0]
+    assert batches[1][2][0] == (
+        "Slide 'numbered.tiff': tile 2 at level-0 (x, y) = (64, 0) cannot be "
+        "read: Slide 'numbered.tiff': a corrupt tile; the tile is skipped."
+    )
+    np.testing.assert_array_equal(batches[2][1][0], bag.read_tile(4))
+    with pytest.raises(SlideError, match="tile 2 at level-0"):
+        list(bag.read_batches(2, n_jobs=n_jobs))
+    with pytest.warns(UnreadableTileWarning) as record:
+        read = list(bag.iter_batches(2, on_error="skip", return_indices=True))
+    assert len(record) == 3
+    assert [i.tolist() for i, _ in read] == [[0, 1], [4], [6]]

@@ -176,7 +176,9 @@ def test_otsu_filter_rejects_green_ink_on_the_cmu_slide(cmu_slide_path):
 
 
 def test_otsu_filter_rejects_non_bags():
-    with pytest.raises(TypeError, match="entry 1 is a ndarray"):
+    with pytest.raises(
+        TypeError, match="OtsuFilter: X must be a list of TileBag.*item 1 is a ndarray"
+    ):
         OtsuFilter().fit_transform(
             Tiler(4).fit_transform([np.zeros((8, 8, 3), np.uint8)])
             + [np.zeros((8, 8, 3), np.uint8)]

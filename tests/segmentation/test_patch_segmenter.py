@@ -1,12 +1,12 @@
 """PatchSegmenter: training, transform, errors, persistence, pipelines."""
 
 import pickle
+import warnings
 
 import joblib
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -104,7 +104,7 @@ def test_transform_empty_bag_has_empty_columns(fitted, bags):
 
 def test_transform_with_reader_threads_and_map_downsample(fitted, bags):
     reference = fitted.transform(bags)
-    threaded = clone(fitted).set_params(n_jobs=2, batch_size=3)
+    threaded = clone(fitted).set_params(reader_threads=2, batch_size=3)
     threaded.net_, threaded.classes_, threaded.n_classes_ = (
         fitted.net_,
         fitted.classes_,
@@ -203,14 +203,14 @@ class _Holder:
 
 
 def test_persistence_bytes_depend_on_content_only():
-    from sklearn_gastric.segmentation._segmenter import _NetPayload
+    from sklearn_gastric.utils._nets import NetPayload
 
     def payload(names, tensor):
         holder = _Holder()
         holder.names = set(names)
         holder.weights = {"w": torch.nn.Parameter(tensor.clone()), "k": str(0)}
         holder.device = "cpu"
-        return _NetPayload(holder)
+        return NetPayload(holder)
 
     names = [f"module__{i}" for i in range(50)]
     first = payload(names, torch.arange(6.0))
@@ -363,18 +363,64 @@ def test_tags(fitted):
     assert tags.requires_fit
 
 
-def test_bf16_autocast_path_is_numerically_close(fitted, data):
-    # The GPU path runs the module under bf16 autocast; on a CPU we check that
-    # the same module under CPU bf16 autocast stays close to float32.
-    x = torch.from_numpy(data[0][:4]).permute(0, 3, 1, 2).float() / 255
-    module = fitted.net_.module_
-    with torch.inference_mode():
-        reference = torch.sigmoid(module(x)[0])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            low = torch.sigmoid(
-                module(x.contiguous(memory_format=torch.channels_last))[0].float()
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="needs CUDA"
+            ),
+        ),
+    ],
+)
+def test_bf16_inference_path_is_close_to_float32(
+    fitted, data, bags, device, monkeypatch
+):
+    # On CUDA the segmenter infers under bf16 autocast with channels-last
+    # input, in float32 elsewhere. Both run here through the real inference
+    # path (predict_proba_maps, predict_patch_proba, transform): the net is
+    # told whether it is on CUDA and, on a CPU, the autocast it enters runs on
+    # the CPU.
+    patches = data[0]
+    segmenter = fitted
+    if device == "cuda":
+        segmenter = clone(fitted).set_params(device="cuda").fit(*data)
+    real_autocast = torch.autocast
+    entered = []
+
+    def recorded_autocast(device_type, **kwargs):
+        entered.append((device_type, kwargs.get("dtype")))
+        return real_autocast(device, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recorded_autocast)
+
+    def outputs(on_cuda):
+        monkeypatch.setattr(type(segmenter.net_), "_on_cuda", lambda self: on_cuda)
+        return (
+            segmenter.predict_proba_maps(patches),
+            segmenter.predict_patch_proba(patches),
+            segmenter.transform(bags),
+        )
+
+    maps32, proba32, bags32 = outputs(on_cuda=False)
+    assert entered == []
+    maps16, proba16, bags16 = outputs(on_cuda=True)
+    assert set(entered) == {("cuda", torch.bfloat16)}
+    # bf16 really ran (the values moved), in float32 outputs close to the
+    # float32 path's.
+    assert not np.array_equal(maps16, maps32)
+    for low, reference in [(maps16, maps32), (proba16, proba32)]:
+        assert low.dtype == np.float32
+        np.testing.assert_allclose(low, reference, atol=0.01)
+    for low, reference in zip(bags16, bags32):
+        np.testing.assert_array_equal(low.coords, reference.coords)
+        for column in ("features", "patch_proba", "prob_maps"):
+            np.testing.assert_allclose(
+                getattr(low, column), getattr(reference, column), atol=0.01
             )
-    assert F.l1_loss(low, reference).item() < 0.05
+        np.testing.assert_allclose(low.scores, reference.scores, rtol=0.01)
 
 
 @pytest.mark.slow
@@ -476,3 +522,41 @@ def test_predict_patch_proba_matches_transform(fitted, bags):
     )
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(proba, out.patch_proba, atol=1e-6)
+
+
+def test_n_jobs_is_a_deprecated_alias_of_reader_threads(fitted, bags, data):
+    assert PatchSegmenter().get_params()["n_jobs"] == "deprecated"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        expected = fitted.transform(bags)
+    old_style = pickle.loads(pickle.dumps(fitted)).set_params(n_jobs=2)
+    assert old_style._reader_threads() == 2
+    with pytest.warns(FutureWarning, match="n_jobs was renamed reader_threads"):
+        out = old_style.transform(bags)
+    for a, b in zip(out, expected):
+        np.testing.assert_array_equal(a.scores, b.scores)
+    new_style = pickle.loads(pickle.dumps(fitted)).set_params(reader_threads=2)
+    assert new_style._reader_threads() == 2
+    patches, masks, _ = data
+    with pytest.warns(FutureWarning, match="set reader_threads instead"):
+        PatchSegmenter(n_jobs=1, max_epochs=1, validation_fraction=0, **TINY).fit(
+            patches, masks
+        )
+    with pytest.raises(InvalidParameterError, match="'reader_threads' parameter"):
+        PatchSegmenter(reader_threads=0, **TINY).fit(patches, masks)
+
+
+def test_models_made_before_the_rename_load_and_run_without_warning(fitted, bags):
+    # Model files and pickles made before reader_threads existed hold
+    # n_jobs=None (its default then) and no reader_threads attribute.
+    expected = fitted.transform(bags)
+    old = pickle.loads(pickle.dumps(fitted))
+    old.n_jobs = None
+    del old.reader_threads
+    loaded = pickle.loads(pickle.dumps(old))
+    assert (loaded.reader_threads, loaded.n_jobs) == (None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        out = loaded.transform(bags)
+    for a, b in zip(out, expected):
+        np.testing.assert_array_equal(a.prob_maps, b.prob_maps)

@@ -5,7 +5,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-from sklearn_gastric.datasets import make_gastric_slides, make_patch_dataset
+from sklearn_gastric.datasets import make_gastric_slides
 from sklearn_gastric.graph import (
     GCNSlideClassifier,
     PearsonGraphBuilder,
@@ -14,7 +14,6 @@ from sklearn_gastric.graph import (
 )
 from sklearn_gastric.io import Slide
 from sklearn_gastric.preprocessing import OtsuFilter, TileBag, Tiler
-from sklearn_gastric.segmentation import PatchSegmenter
 from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
 
 
@@ -131,22 +130,13 @@ def test_thumbnail_of_a_real_slide_is_bounded(cmu_slide_path):
 
 
 @pytest.fixture(scope="module")
-def fitted_pipeline(one_torch_thread):
-    patches, masks, _ = make_patch_dataset(32, tile_size=32, random_state=0)
-    segmenter = PatchSegmenter(
-        base_channels=4,
-        depth=2,
-        feature_dim=8,
-        max_epochs=1,
-        validation_fraction=0,
-        random_state=0,
-    ).fit(patches, masks)
+def fitted_pipeline(tiny_segmenter):
     slides, labels, _ = make_gastric_slides(6, size=256, random_state=0)
     pipe = Pipeline(
         [
             ("tile", Tiler(tile_size=32)),
             ("tissue", OtsuFilter(min_tissue=0.5)),
-            ("seg", FrozenEstimator(segmenter)),
+            ("seg", FrozenEstimator(tiny_segmenter)),
             ("topk", TopKSelector(k=4)),
             ("graph", PearsonGraphBuilder(threshold=0.0)),
             ("gcn", GCNSlideClassifier(hidden_units=8, max_epochs=5, random_state=0)),
@@ -155,12 +145,17 @@ def fitted_pipeline(one_torch_thread):
     return pipe, slides
 
 
-def test_from_pipeline_shows_segmenter_map_topk_graph_and_prediction(
+def test_from_prediction_shows_segmenter_map_topk_graph_and_prediction(
     fitted_pipeline, tmp_path
 ):
+    from sklearn_gastric.pipeline import predict_slides
+
     pipe, slides = fitted_pipeline
     slide = Slide(slides[1], name="synthetic-1")
-    display = LesionMapDisplay.from_pipeline(pipe, slide, threshold=0.5)
+    (prediction,) = predict_slides(pipe, [slide], threshold=0.5)
+    display = LesionMapDisplay.from_prediction(prediction)
+    assert display.lesion_map is prediction.lesion_map
+    assert display.bag is prediction.bag
     (full_bag,) = pipe[:3].transform([slide])
     expected = lesion_map(full_bag, 0.5)
     np.testing.assert_array_equal(display.lesion_map.probability, expected.probability)
@@ -181,28 +176,39 @@ def test_from_pipeline_shows_segmenter_map_topk_graph_and_prediction(
     assert path.stat().st_size > 1000
 
 
-def test_from_pipeline_without_graph_or_classifier(fitted_pipeline):
+def test_from_prediction_without_graph_or_classifier(fitted_pipeline):
+    from sklearn_gastric.pipeline import predict_slides
+
     pipe, slides = fitted_pipeline
     no_graph = Pipeline(pipe.steps[:4]).fit(slides)
-    display = LesionMapDisplay.from_pipeline(no_graph, slides[0])
+    (prediction,) = predict_slides(no_graph, slides[:1])
+    display = LesionMapDisplay.from_prediction(prediction)
     assert len(display.tiles_) == 4
     assert display.edges_ is None
     assert display.proba is None
     assert display.ax_.get_title() == "array(256x256)"
     no_selector = Pipeline(pipe.steps[:3]).fit(slides)
-    display = LesionMapDisplay.from_pipeline(no_selector, slides[0])
+    (prediction,) = predict_slides(no_selector, slides[:1])
+    display = LesionMapDisplay.from_prediction(prediction)
     assert display.tiles_ == [] and display.edges_ is None
 
 
-def test_from_pipeline_errors(fitted_pipeline):
+def test_from_pipeline_is_deprecated_and_draws_the_same(fitted_pipeline):
+    from sklearn_gastric.pipeline import predict_slides
+
     pipe, slides = fitted_pipeline
-    no_segmenter = Pipeline(pipe.steps[:2]).fit(slides)
-    with pytest.raises(ValueError, match=r"Slide 'array\(256x256\)'.*prob_maps"):
-        LesionMapDisplay.from_pipeline(no_segmenter, slides[0])
-    with pytest.raises(TypeError, match="one slide"):
+    with pytest.warns(FutureWarning, match="from_prediction"):
+        display = LesionMapDisplay.from_pipeline(pipe, slides[0], threshold=0.4)
+    (prediction,) = predict_slides(pipe, slides[:1], threshold=0.4)
+    np.testing.assert_array_equal(
+        display.lesion_map.labels, prediction.lesion_map.labels
+    )
+    np.testing.assert_array_equal(display.tile_coords, prediction.top_coords)
+    np.testing.assert_array_equal(display.proba, prediction.proba)
+    with pytest.warns(FutureWarning), pytest.raises(TypeError, match="one slide"):
         LesionMapDisplay.from_pipeline(pipe, slides[:2])
     unfitted = Pipeline(
         [("topk", TopKSelector()), ("gcn", GCNSlideClassifier(max_epochs=1))]
     )
-    with pytest.raises(NotFittedError):
+    with pytest.warns(FutureWarning), pytest.raises(NotFittedError):
         LesionMapDisplay.from_pipeline(unfitted, slides[0])

@@ -1,19 +1,34 @@
-"""Lesion annotations from QuPath GeoJSON, rasterised one tile at a time
-(:func:`sklearn_gastric.segmentation.sample_patches` samples training
-patches from them)."""
+"""QuPath GeoJSON: lesion annotations read and rasterised one tile at a time,
+and suspected lesion regions written as annotations QuPath imports.
+
+Reading gives :class:`Annotation` objects, which
+:func:`sklearn_gastric.segmentation.sample_patches` samples training patches
+from; writing is what :func:`sklearn_gastric.visualization.export_geojson`
+does with a lesion map's regions.
+"""
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..utils import write_text_atomic
+from ..utils._input_files import read_error_message
+from ..utils._sklearn_compat import validate_params
+
 __all__ = [
+    "CLASS_COLORS",
+    "DEFAULT_COLOR",
     "Annotation",
     "AnnotationError",
+    "polygon_coordinates",
+    "polygon_feature",
     "read_annotations",
     "tile_annotation_mask",
+    "write_feature_collection",
 ]
 
 # Classes that mark tissue known to hold no lesion: their polygons are not
@@ -49,6 +64,7 @@ class Annotation:
     bbox: tuple
 
 
+@validate_params({"path": [str, os.PathLike]}, prefer_skip_nested_validation=True)
 def read_annotations(path):
     """Read the lesion annotations of one slide from a QuPath GeoJSON export.
 
@@ -80,7 +96,7 @@ def read_annotations(path):
     Examples
     --------
     >>> import json, tempfile, pathlib
-    >>> from sklearn_gastric._annotations import read_annotations
+    >>> from sklearn_gastric.io import read_annotations
     >>> feature = {"type": "Feature", "properties": {
     ...     "objectType": "annotation", "classification": {"name": "HGIN"}},
     ...     "geometry": {"type": "Polygon",
@@ -96,17 +112,9 @@ def read_annotations(path):
     try:
         with open(path, encoding="utf-8") as file:
             content = json.load(file)
-    except FileNotFoundError:
-        raise AnnotationError(
-            f"Annotation file {str(path)!r} does not exist."
-        ) from None
-    except IsADirectoryError:
-        raise AnnotationError(
-            f"Annotation file {str(path)!r} is a folder, not a GeoJSON file."
-        ) from None
     except OSError as exc:
         raise AnnotationError(
-            f"Annotation file {str(path)!r} cannot be read ({exc.strerror or exc})."
+            read_error_message(exc, "Annotation file", path, "GeoJSON file")
         ) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnnotationError(
@@ -274,7 +282,8 @@ def tile_annotation_mask(annotations, origin, footprint, size):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_gastric._annotations import Annotation, tile_annotation_mask
+    >>> from sklearn_gastric.io import Annotation
+    >>> from sklearn_gastric.io._geojson import tile_annotation_mask
     >>> square = np.array([[0, 0], [8, 0], [8, 8], [0, 8]], dtype=float)
     >>> region = Annotation("LGIN", ((square,),), (0.0, 0.0, 8.0, 8.0))
     >>> mask, name = tile_annotation_mask([region], (0, 0), 16, 4)
@@ -319,3 +328,153 @@ def _ring_pixels(fill_polygon, ring, x0, y0, scale, size):
     if math.isclose(float(np.ptp(cols)), 0) or math.isclose(float(np.ptp(rows)), 0):
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     return fill_polygon(rows, cols, shape=(size, size))
+
+
+# -- writing ------------------------------------------------------------------
+
+# QuPath-like colours of the gastric classes (the names of
+# sklearn_gastric.datasets.GASTRIC_CLASSES); other names get DEFAULT_COLOR.
+CLASS_COLORS = {
+    "negative": (64, 160, 64),
+    "LGIN": (230, 180, 40),
+    "HGIN": (230, 110, 30),
+    "carcinoma": (200, 30, 30),
+}
+DEFAULT_COLOR = (200, 0, 0)
+
+
+def polygon_feature(rings, class_name, *, color=None, properties=None):
+    """A QuPath annotation: one classified Polygon Feature.
+
+    Parameters
+    ----------
+    rings : list of array-like of shape (n_points, 2)
+        The polygon's rings in level-0 ``(x, y)``, in any order, see
+        :func:`polygon_coordinates`.
+    class_name : str
+        The QuPath classification.
+    color : (int, int, int), default=None
+        RGB colour of the classification; None: ``CLASS_COLORS`` of the
+        class, ``DEFAULT_COLOR`` for a class it does not name.
+    properties : dict, default=None
+        More properties, written after ``objectType`` and ``classification``.
+
+    Returns
+    -------
+    feature : dict
+        Ready for :func:`json.dumps`.
+
+    Examples
+    --------
+    >>> from sklearn_gastric.io._geojson import polygon_feature
+    >>> square = [[0, 0], [0, 4], [4, 4], [4, 0]]
+    >>> feature = polygon_feature([square], "HGIN", properties={"name": "lesion 1"})
+    >>> feature["properties"]["classification"], feature["properties"]["name"]
+    ({'name': 'HGIN', 'color': [230, 110, 30]}, 'lesion 1')
+    >>> feature["geometry"]["coordinates"]
+    [[[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0], [0.0, 0.0]]]
+    """
+    if color is None:
+        color = CLASS_COLORS.get(class_name, DEFAULT_COLOR)
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": polygon_coordinates(rings)},
+        "properties": {
+            "objectType": "annotation",
+            "classification": {"name": class_name, "color": [int(c) for c in color]},
+            **(properties or {}),
+        },
+    }
+
+
+def polygon_coordinates(rings, decimals=3):
+    """GeoJSON Polygon coordinates of a polygon's rings given in any order.
+
+    The ring enclosing the largest area is the exterior and comes first, the
+    others are its holes. Every ring is closed (first point == last point);
+    the exterior has a positive shoelace area in the ``(x, y)`` written and
+    each hole a negative one, i.e. counter-clockwise and clockwise in the
+    sense of RFC 7946 with the y axis pointing up.
+
+    Parameters
+    ----------
+    rings : list of array-like of shape (n_points, 2)
+        ``(x, y)`` points, closed or not.
+    decimals : int, default=3
+        Coordinates are rounded to this many decimals.
+
+    Returns
+    -------
+    coordinates : list of list of [float, float]
+
+    Examples
+    --------
+    >>> from sklearn_gastric.io._geojson import polygon_coordinates
+    >>> hole = [[1, 1], [2, 1], [2, 2], [1, 2]]
+    >>> exterior = [[0, 0], [0, 3], [3, 3], [3, 0], [0, 0]]
+    >>> outer, inner = polygon_coordinates([hole, exterior])
+    >>> outer
+    [[0.0, 0.0], [3.0, 0.0], [3.0, 3.0], [0.0, 3.0], [0.0, 0.0]]
+    >>> inner
+    [[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0], [1.0, 1.0]]
+    """
+    closed = []
+    for ring in rings:
+        ring = np.asarray(ring, dtype=np.float64)
+        if not np.array_equal(ring[0], ring[-1]):
+            ring = np.vstack([ring, ring[:1]])
+        closed.append(ring)
+    exterior = int(np.argmax([abs(_signed_area(ring)) for ring in closed]))
+    ordered = [closed[exterior]] + [r for i, r in enumerate(closed) if i != exterior]
+    coordinates = []
+    for index, ring in enumerate(ordered):
+        if (index == 0) != (_signed_area(ring) > 0):
+            ring = ring[::-1]
+        coordinates.append(
+            [[round(float(x), decimals), round(float(y), decimals)] for x, y in ring]
+        )
+    return coordinates
+
+
+def _signed_area(ring):
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
+
+
+def write_feature_collection(features, path):
+    """Write GeoJSON Features as one FeatureCollection file.
+
+    Parameters
+    ----------
+    features : list of dict
+        The Features, e.g. of :func:`polygon_feature`.
+    path : str or os.PathLike
+        The file to write; parent folders are created. It appears under its
+        name only once complete.
+
+    Returns
+    -------
+    path : pathlib.Path
+        ``path``, once the file is complete.
+
+    See Also
+    --------
+    read_annotations : Read the regions of such a file back.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from sklearn_gastric.io import read_annotations
+    >>> from sklearn_gastric.io._geojson import (
+    ...     polygon_feature, write_feature_collection)
+    >>> feature = polygon_feature([[[0, 0], [8, 0], [8, 8]]], "LGIN")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_feature_collection([feature], pathlib.Path(tmp) / "a.geojson")
+    ...     (region,) = read_annotations(path)
+    >>> region.class_name, region.bbox
+    ('LGIN', (0.0, 0.0, 8.0, 8.0))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    collection = {"type": "FeatureCollection", "features": list(features)}
+    return write_text_atomic(path, json.dumps(collection))

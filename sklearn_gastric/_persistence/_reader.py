@@ -1,0 +1,436 @@
+"""The pickle-free archive reader: bounds and allowlist checked before use."""
+
+import json
+import math
+import zipfile
+from functools import partial
+
+import numpy as np
+import torch
+
+from ..utils._nets import (
+    available_device,
+    estimator_net,
+    is_stored_net_param,
+    load_weights,
+)
+from ..utils._sklearn_compat import InvalidParameterError
+from ._format import (
+    ARRAY_KINDS,
+    ARRAY_MEMBER,
+    ATTRIBUTE_NAME,
+    CACHE_PARAMS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    TENSOR_DTYPES,
+    THIS_VERSION,
+    ModelFileError,
+    allowed_estimators,
+    init_parameters,
+    is_plain_item,
+    major_minor,
+    short,
+)
+
+__all__ = ["read_archive"]
+
+
+def read_archive(path):
+    """The model in the zip archive at ``path``; ModelFileError if refused."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _Reader(archive, path).load()
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, RecursionError) as exc:
+        raise ModelFileError(
+            f"Model file {path!r} is damaged: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+class _Reader:
+    """Rebuilds a model from an open archive, refusing anything unexpected."""
+
+    def __init__(self, archive, path):
+        self.archive = archive
+        self.path = path
+        self.referenced = set()
+        self._allowed = allowed_estimators()
+
+    def error(self, message):
+        return ModelFileError(f"Model file {self.path!r}: {message}")
+
+    def load(self):
+        names = self.archive.namelist()
+        if MANIFEST not in names:
+            raise self.error(
+                "no manifest.json: this is not a sklearn-gastric model file (a "
+                "torch.save or other archive is refused: it may hold a pickle)."
+            )
+        if len(set(names)) != len(names):
+            raise self.error("the archive holds duplicate member names.")
+        for info in self.archive.infolist():
+            self._check_member_size(info)
+        try:
+            manifest = json.loads(self.archive.read(MANIFEST).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise self.error(f"manifest.json is not valid JSON ({exc}).") from exc
+        except RecursionError:
+            raise self.error("manifest.json is nested too deeply.") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            raise self.error(
+                f"manifest.json does not declare the format {FORMAT_NAME!r}."
+            )
+        self._check_versions(manifest)
+        if "model" not in manifest:
+            raise self.error("manifest.json holds no model.")
+        # Building a network draws initial weights (then replaced): leave
+        # the caller's torch random state as it was.
+        with torch.random.fork_rng(devices=[]):
+            model = self.decode(manifest["model"], "model")
+        unused = sorted(set(names) - self.referenced - {MANIFEST})
+        if unused:
+            listed = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
+            raise self.error(
+                f"{len(unused)} member(s) are not referenced by the manifest "
+                f"({listed})."
+            )
+        return model
+
+    def _check_member_size(self, info):
+        """Refuse, before reading it, a member that could take more memory
+        than the file's own size (arrays) or than the manifest bound."""
+        name = info.filename
+        if name == MANIFEST:
+            if info.file_size > MAX_MANIFEST_BYTES:
+                raise self.error(
+                    f"manifest.json would take {info.file_size} bytes once "
+                    f"decompressed, more than the {MAX_MANIFEST_BYTES} a model "
+                    "file's manifest may (a zip bomb, or not a model file)."
+                )
+            return
+        if not ARRAY_MEMBER.fullmatch(name):
+            raise self.error(
+                f"unexpected member {name!r}; a model file holds only "
+                "manifest.json and arrays/*.npy."
+            )
+        if info.compress_type != zipfile.ZIP_STORED or (
+            info.file_size != info.compress_size
+        ):
+            raise self.error(
+                f"{name!r} is compressed; a model file stores its arrays "
+                "uncompressed, so that they never take more memory than the "
+                "file (a compressed member may be a zip bomb)."
+            )
+
+    def _check_versions(self, manifest):
+        file_format = manifest.get("format_version")
+        if not isinstance(file_format, int) or isinstance(file_format, bool):
+            raise self.error("manifest.json has no integer format_version.")
+        made_by = manifest.get("sklearn_gastric_version")
+        file_version = major_minor(made_by)
+        if file_version is None:
+            raise self.error("manifest.json has no valid sklearn_gastric_version.")
+        this = THIS_VERSION
+        if file_version[0] > this[0] or file_format > FORMAT_VERSION:
+            raise self.error(
+                f"made by sklearn-gastric {file_version[0]}.{file_version[1]} "
+                f"(model format {file_format}); this is {this[0]}.{this[1]} "
+                f"(model format {FORMAT_VERSION}): upgrade sklearn-gastric to "
+                "load it."
+            )
+
+    def decode(self, value, where, owner=None):
+        """The value a manifest node describes; ``owner`` is the estimator
+        whose fitted attribute it is (it rebuilds a network)."""
+        if value is None or isinstance(value, bool | str | int | float):
+            return value
+        if isinstance(value, list):
+            return [self.decode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        if not isinstance(value, dict) or len(value) != 1:
+            raise self.error(f"{where}: malformed value {short(value)}.")
+        ((tag, content),) = value.items()
+        decoder = {
+            "__float__": self._decode_float,
+            "__scalar__": self._decode_scalar,
+            "__tuple__": self._decode_tuple,
+            "__dict__": self._decode_dict,
+            "__array__": self._decode_array,
+            "__object_array__": self._decode_object_array,
+            "__tensor__": self._decode_tensor,
+            "__random_state__": self._decode_random_state,
+            "__estimator__": self._decode_estimator,
+            "__skorch_net__": partial(self._decode_net, owner=owner),
+        }.get(tag)
+        if decoder is None:
+            raise self.error(f"{where}: unknown tag {tag!r}.")
+        try:
+            return decoder(content, where)
+        except ModelFileError:
+            raise
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            RuntimeError,
+        ) as exc:
+            raise self.error(
+                f"{where}: cannot rebuild {tag} ({type(exc).__name__}: {exc})."
+            ) from exc
+
+    def _decode_float(self, content, where):
+        if content not in ("nan", "inf", "-inf"):
+            raise self.error(f"{where}: bad float {short(content)}.")
+        return float(content)
+
+    def _decode_scalar(self, content, where):
+        dtype_str, item = content
+        dtype = np.dtype(str(dtype_str))
+        if dtype.kind not in "biuf":
+            raise self.error(f"{where}: scalar dtype {dtype} is not allowed.")
+        if isinstance(item, dict):
+            item = self._decode_float(item.get("__float__"), where)
+        if not isinstance(item, bool | int | float):
+            raise self.error(f"{where}: bad scalar {short(item)}.")
+        return dtype.type(item)
+
+    def _decode_tuple(self, content, where):
+        if not isinstance(content, list):
+            raise self.error(f"{where}: malformed tuple.")
+        return tuple(self.decode(content, where))
+
+    def _decode_dict(self, content, where):
+        if not isinstance(content, dict):
+            raise self.error(f"{where}: malformed dict.")
+        return {k: self.decode(v, f"{where}[{k!r}]") for k, v in content.items()}
+
+    def _read_member(self, member, dtype_str, shape, where):
+        if not isinstance(member, str) or not ARRAY_MEMBER.fullmatch(member):
+            raise self.error(f"{where}: bad array member {short(member)}.")
+        if member in self.referenced:
+            raise self.error(f"{where}: array member {member!r} is used twice.")
+        try:
+            info = self.archive.getinfo(member)
+        except KeyError:
+            raise self.error(
+                f"{where}: the manifest names {member!r}, which the archive lacks."
+            ) from None
+        self.referenced.add(member)
+        with self.archive.open(info) as file:
+            dtype, declared_shape, fortran_order = self._read_npy_header(
+                file, member, where
+            )
+            if dtype.str != dtype_str or list(declared_shape) != list(shape):
+                raise self.error(
+                    f"{where}: {member!r} holds {dtype.str} {list(declared_shape)}; "
+                    f"the manifest says {dtype_str} {list(shape)}."
+                )
+            count = math.prod(declared_shape)
+            header_size = file.tell()
+            if header_size + count * dtype.itemsize != info.file_size:
+                raise self.error(
+                    f"{where}: {member!r} declares {dtype.str} "
+                    f"{list(declared_shape)} ({count * dtype.itemsize} bytes) but "
+                    f"holds {info.file_size - header_size} bytes of data."
+                )
+            # Allocated only now: its size is known to match the member's.
+            flat = np.empty(count, dtype=dtype)
+            if file.readinto(memoryview(flat.view(np.uint8))) != flat.nbytes:
+                raise self.error(f"{where}: {member!r} is truncated.")
+        if fortran_order:
+            return flat.reshape(declared_shape[::-1]).T
+        return flat.reshape(declared_shape)
+
+    def _read_npy_header(self, file, member, where):
+        try:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, OSError, SyntaxError) as exc:
+            raise self.error(
+                f"{where}: {member!r} is not a plain .npy array ({exc})."
+            ) from exc
+        if (
+            dtype.kind not in ARRAY_KINDS
+            or dtype.fields is not None
+            or dtype.subdtype is not None
+        ):
+            raise self.error(f"{where}: array dtype {dtype} is not allowed.")
+        return dtype, tuple(int(n) for n in shape), bool(fortran_order)
+
+    def _decode_array(self, content, where):
+        member, dtype_str, shape = content
+        return self._read_member(member, dtype_str, shape, where)
+
+    def _decode_object_array(self, content, where):
+        shape, items = content
+        if not all(is_plain_item(item) for item in items):
+            raise self.error(f"{where}: object arrays hold plain values only.")
+        array = np.empty(len(items), dtype=object)
+        array[:] = [self.decode(item, where) for item in items]
+        return array.reshape([int(n) for n in shape])
+
+    def _decode_tensor(self, content, where):
+        member, dtype_name, shape, requires_grad = content
+        dtype = TENSOR_DTYPES.get(dtype_name)
+        if dtype is None:
+            raise self.error(f"{where}: tensor dtype {short(dtype_name)} not allowed.")
+        stored = torch.int16 if dtype == torch.bfloat16 else dtype
+        expected = np.dtype(str(torch.empty(0, dtype=stored).numpy().dtype)).str
+        array = self._read_member(member, expected, shape, where)
+        tensor = torch.from_numpy(array.copy())
+        if dtype == torch.bfloat16:
+            tensor = tensor.view(torch.bfloat16)
+        return tensor.requires_grad_(bool(requires_grad))
+
+    def _decode_random_state(self, content, where):
+        key, keys, position, has_gauss, cached = content
+        state = np.random.RandomState()
+        state.set_state(
+            (
+                str(key),
+                self.decode(keys, where),
+                int(position),
+                int(has_gauss),
+                float(cached),
+            )
+        )
+        return state
+
+    def _decode_estimator(self, content, where):
+        name, params, fitted = content
+        cls = self._allowed.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise self.error(
+                f"{where}: class {short(name)} is not one of the estimators a model "
+                f"file can hold ({sorted(self._allowed)}); refusing to load it."
+            )
+        if not isinstance(params, dict) or not isinstance(fitted, dict):
+            raise self.error(f"{where}: malformed estimator {name}.")
+        for key in CACHE_PARAMS & set(params):
+            if params[key] is not None:
+                raise self.error(
+                    f"{where}.{key} is set; a model file never sets a cache location."
+                )
+        kwargs = {
+            key: self.decode(value, f"{where}.{key}") for key, value in params.items()
+        }
+        valid = init_parameters(cls)
+        if not set(kwargs) <= valid:
+            raise self.error(
+                f"{where}: {name} has no parameter(s) {sorted(set(kwargs) - valid)}."
+            )
+        estimator = cls(**kwargs)
+        if hasattr(estimator, "_parameter_constraints"):
+            # What fit would refuse, a model file may not smuggle into predict.
+            try:
+                estimator._validate_params()
+            except InvalidParameterError as exc:
+                raise self.error(f"{where}: {exc}") from None
+        for key, value in fitted.items():
+            self._check_attribute_name(cls, key, where)
+            if key in valid:
+                raise self.error(
+                    f"{where}: {key!r} is a parameter of {name}, not a fitted "
+                    "attribute."
+                )
+            setattr(estimator, key, self.decode(value, f"{where}.{key}", estimator))
+        return estimator
+
+    def _check_attribute_name(self, cls, key, where):
+        if (
+            not isinstance(key, str)
+            or not ATTRIBUTE_NAME.fullmatch(key)
+            or key.startswith("__")
+            or hasattr(cls, key)
+        ):
+            raise self.error(
+                f"{where}: {short(key)} is not a fitted attribute a model file may set."
+            )
+
+    def _check_network_size(self, net, state, where):
+        """Build the module of ``net`` on the ``meta`` device (no memory) and
+        compare it with the stored weights before the real one is built."""
+        stored = {key: _stored_shape(value) for key, value in state.items()}
+        if any(shape is None for shape in stored.values()):
+            raise self.error(f"{where}: malformed network weights.")
+        n_stored = sum(math.prod(shape) for shape in stored.values())
+        module_kwargs = net.get_params_for("module")
+        # Every size parameter of our networks (channels, depth, layers,
+        # features, classes) makes at least that many weights: one larger
+        # than the weights stored would only make building the probe slow.
+        for key, value in module_kwargs.items():
+            if isinstance(value, int) and value > max(n_stored, 1):
+                raise self.error(
+                    f"{where}: module__{key}={value} describes a network larger "
+                    f"than its {n_stored} stored weights."
+                )
+        try:
+            with torch.device("meta"):
+                probe = net.module(**module_kwargs)
+            expected = {
+                key: list(tensor.shape) for key, tensor in probe.state_dict().items()
+            }
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise self.error(
+                f"{where}: the network cannot be built from its parameters "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
+        if expected != stored:
+            different = sorted(set(expected) ^ set(stored)) or sorted(
+                key for key in expected if expected[key] != stored[key]
+            )
+            raise self.error(
+                f"{where}: the stored weights do not fit the network its "
+                f"parameters describe (first difference: {different[0]!r})."
+            )
+
+    def _decode_net(self, content, where, owner):
+        module_name, params, state, history = content
+        blueprint = estimator_net(owner)
+        if blueprint is None or module_name != blueprint.module.__name__:
+            raise self.error(f"{where}: unknown network {short(module_name)}.")
+        kwargs = {}
+        for key, value in params.items():
+            if not is_stored_net_param(key):
+                raise self.error(f"{where}: network parameter {key!r} not allowed.")
+            kwargs[key] = self.decode(value, f"{where}.{key}")
+        # The net its estimator's fit builds, with the stored settings.
+        net = estimator_net(owner, **kwargs)
+        net.device = available_device(net.device, where, stacklevel=5)
+        if not isinstance(state, dict):
+            raise self.error(f"{where}: malformed network weights.")
+        self._check_network_size(net, state, where)
+        net.initialize()
+        weights = {
+            key: self.decode(value, f"{where}.module_.{key}")
+            for key, value in state.items()
+        }
+        history = self.decode(history, f"{where}.history_")
+        try:
+            return load_weights(net, weights, history)
+        except RuntimeError as exc:
+            raise self.error(
+                f"{where}: the weights do not fit the network ({exc})."
+            ) from exc
+
+
+def _stored_shape(value):
+    """The shape a ``__tensor__`` node of the manifest declares, or None."""
+    if isinstance(value, dict) and len(value) == 1 and "__tensor__" in value:
+        content = value["__tensor__"]
+        if isinstance(content, list) and len(content) == 4:
+            shape = content[2]
+            if isinstance(shape, list) and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+            ):
+                return shape
+    return None

@@ -1,0 +1,214 @@
+"""What the commands share: the user-error exception and exit statuses,
+``--out`` checks, opening slides, progress, torch threads, model files."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "CommandError",
+    "check_out_dir",
+    "check_out_file",
+    "load_pipeline",
+    "make_out_dir",
+    "make_out_file_folder",
+    "open_slides",
+    "progress",
+    "save_trained_pipeline",
+    "say",
+    "set_torch_threads",
+]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An error the user can fix: reported without a traceback, exit status 2."""
+
+
+# -- the run ------------------------------------------------------------------
+
+
+def set_torch_threads(threads):
+    """Torch intra-op threads: ``threads`` if given; else 1 on machines with
+    at most 2 cores, where a second thread mostly competes with the slide
+    readers and the OS (5-10x slower on a loaded 2-core machine)."""
+    import torch
+
+    if threads is None and (os.cpu_count() or 1) <= 2:
+        threads = 1
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def progress(iterable, *, total, desc, quiet):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=quiet, file=sys.stderr)
+
+
+def say(args, message):
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def open_slides(paths):
+    """Open every slide before any long work, so a bad one fails fast."""
+    from ..io import SlideError, open_slide
+
+    slides = []
+    for path in paths:
+        try:
+            slides.append(open_slide(path))
+        except (OSError, SlideError) as exc:
+            raise CommandError(str(exc)) from exc
+    return slides
+
+
+# -- output locations -----------------------------------------------------------
+
+
+def _existing_ancestor(path):
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    return ancestor
+
+
+def check_out_dir(path, option="--out"):
+    """The ``--out`` folder, refused before any work when it cannot be one."""
+    path = Path(path).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise CommandError(f"{option} {str(path)!r} exists and is not a folder.")
+        writable = path
+    else:
+        writable = _existing_ancestor(path)
+        if not writable.is_dir():
+            raise CommandError(
+                f"{option} {str(path)!r} cannot be created: {str(writable)!r} is "
+                "not a folder."
+            )
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise CommandError(
+            f"{option} {str(path)!r}: {str(writable)!r} is not writable by this user."
+        )
+    return path
+
+
+def make_out_dir(path, option="--out"):
+    """Create the checked ``--out`` folder and prove it can hold files."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise CommandError(
+            f"{option} {str(path)!r} cannot be written ({exc.strerror or exc})."
+        ) from exc
+    return path
+
+
+def check_out_file(path):
+    """The ``train --out`` model file, refused before any work when it
+    cannot be written."""
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise CommandError(
+            f"--out {str(path)!r} is a folder; give the model file's name, e.g. "
+            f"{str(path / 'model.sgm')!r}."
+        )
+    check_out_dir(path.parent, option=_folder_option(path))
+    return path
+
+
+def make_out_file_folder(path):
+    make_out_dir(path.parent, option=_folder_option(path))
+    return path
+
+
+def _folder_option(path):
+    return f"--out {str(path)!r}: its folder"
+
+
+# -- model files ------------------------------------------------------------------
+
+_TRAINED_PIPELINE = (
+    "a trained sklearn-gastric pipeline (made by `sklearn-gastric train`, or "
+    "a fitted Pipeline with a Tiler, a PatchSegmenter and a final classifier "
+    "saved with sklearn_gastric.save_model)"
+)
+
+
+def load_pipeline(path, *, trust_pickle):
+    """The trained pipeline of a model file, or a CommandError saying why not.
+
+    A ``.sgm`` file is only ever read by the pickle-free loader; a pickle
+    (``.joblib``) is loaded only with ``--trust-pickle``.
+    """
+    from .. import ModelFileError, load_model
+    from ..utils._input_files import read_error_message
+
+    try:
+        model = load_model(path, trust_pickle=trust_pickle)
+    except ModelFileError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        message = read_error_message(exc, "model file", path, "model file")
+        raise CommandError(message) from exc
+    _check_trained_pipeline(model, path)
+    return model
+
+
+def _check_trained_pipeline(model, path):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
+    from ..pipeline import find_step
+    from ..preprocessing import Tiler
+    from ..segmentation import PatchSegmenter
+
+    holds = f"model file {str(path)!r} holds"
+    if not isinstance(model, Pipeline):
+        raise CommandError(
+            f"{holds} a {type(model).__qualname__}, not {_TRAINED_PIPELINE}."
+        )
+    missing = [
+        cls.__name__ for cls in (Tiler, PatchSegmenter) if find_step(model, cls) is None
+    ]
+    if missing:
+        raise CommandError(
+            f"{holds} a Pipeline without a {' or '.join(missing)} step, not "
+            f"{_TRAINED_PIPELINE}."
+        )
+    try:
+        check_is_fitted(find_step(model, PatchSegmenter))
+        check_is_fitted(model)
+    except NotFittedError:
+        raise CommandError(
+            f"{holds} an untrained Pipeline, not {_TRAINED_PIPELINE}."
+        ) from None
+    if not hasattr(model, "predict_proba"):
+        raise CommandError(
+            f"{holds} a Pipeline whose last step gives no class probabilities, "
+            f"not {_TRAINED_PIPELINE}."
+        )
+
+
+def save_trained_pipeline(pipeline, path, metadata):
+    from .. import save_model
+
+    try:
+        save_model(pipeline, path, metadata=metadata)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write the model to {str(path)!r} ({exc.strerror or exc})."
+        ) from exc
+    return path
