@@ -94,6 +94,9 @@ def parse_args(argv=None):
         "each: lesions differ more between slides than within one)",
     )
     parser.add_argument("--seg-epochs", type=int, default=12)
+    parser.add_argument("--seg-base-channels", type=int, default=8)
+    parser.add_argument("--seg-depth", type=int, default=3)
+    parser.add_argument("--seg-feature-dim", type=int, default=32)
     parser.add_argument(
         "--classification-loss",
         default="cross_entropy",
@@ -208,9 +211,9 @@ def train_segmenter(args, cohort, normalizer, seed):
     ]
     held = np.isin(groups, held_slides)
     segmenter = PatchSegmenter(
-        base_channels=8,
-        depth=3,
-        feature_dim=32,
+        base_channels=args.seg_base_channels,
+        depth=args.seg_depth,
+        feature_dim=args.seg_feature_dim,
         max_epochs=args.seg_epochs,
         lr=3e-3,
         classification_loss=args.classification_loss,

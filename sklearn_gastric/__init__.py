@@ -4,12 +4,17 @@ The steps of patent CN 112990339 A as estimators that chain in a
 :class:`sklearn.pipeline.Pipeline`: :class:`StainNormalizer`, :class:`Tiler`,
 :class:`OtsuFilter`, :class:`PatchSegmenter`, :class:`TopKSelector`,
 :class:`PearsonGraphBuilder` and :class:`GCNSlideClassifier`.
+
+The torch-backed estimators (:class:`PatchSegmenter`,
+:class:`GCNSlideClassifier`) are imported on first use: ``import
+sklearn_gastric`` does not import torch.
 """
 
+from ._lazy import lazy_exports
 from ._persistence import ModelFileError, load_model, save_model
 from ._version import __version__
 from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
-from .graph import GCNSlideClassifier, PearsonGraphBuilder, SlideGraph, TopKSelector
+from .graph import PearsonGraphBuilder, SlideGraph, TopKSelector
 from .io import Slide, SlideError, open_slide
 from .pipeline import SlidePrediction, make_gastric_pipeline, predict_slides
 from .preprocessing import (
@@ -19,7 +24,6 @@ from .preprocessing import (
     Tiler,
     UnreadableTileWarning,
 )
-from .segmentation import PatchSegmenter
 from .visualization import LesionMapDisplay, export_geojson, lesion_map
 
 __all__ = [
@@ -49,3 +53,9 @@ __all__ = [
     "predict_slides",
     "save_model",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"GCNSlideClassifier": ".graph", "PatchSegmenter": ".segmentation"},
+    globals(),
+)

@@ -146,9 +146,9 @@ def find_step(pipeline, cls):
     --------
     >>> from sklearn_gastric import PatchSegmenter, Tiler
     >>> from sklearn_gastric.pipeline import find_step, make_gastric_pipeline
-    >>> pipe = make_gastric_pipeline(PatchSegmenter(depth=3), tile_size=64)
+    >>> pipe = make_gastric_pipeline(PatchSegmenter(depth=2), tile_size=64)
     >>> find_step(pipe, PatchSegmenter)
-    PatchSegmenter(depth=3)
+    PatchSegmenter(depth=2)
     >>> find_step(pipe, Tiler).tile_size
     64
     """

@@ -124,3 +124,18 @@ def tiny_segmenter(trained_tiny_segmenter):
     """The tiny trained segmenter, a copy per module: a module may change its
     parameters without changing another module's."""
     return copy.deepcopy(trained_tiny_segmenter)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads(monkeypatch):
+    """The CLI's ``main`` sets torch's thread count and the policy's
+    environment variable; both come back for the other tests."""
+    import torch
+
+    from sklearn_gastric.utils._cpu import THREADS_VARIABLE
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    os.environ.pop(THREADS_VARIABLE, None)
+    torch.set_num_threads(threads)

@@ -23,16 +23,6 @@ from sklearn_gastric import __version__, load_model, save_model
 from sklearn_gastric.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """``main`` may set torch's thread count; restore it for the other tests."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def cohort(cli_cohort):
     return cli_cohort
@@ -245,6 +235,33 @@ def test_predict_csv(model, cohort, tmp_path, capsys):
     assert len(row["top_tiles"].split(";")) == 4
     assert (out / f"{path.stem}_lesion_map.png").is_file()
     assert (out / f"{path.stem}_lesions.geojson").is_file()
+
+
+def test_predict_precision_bfloat16(model, cohort, tmp_path):
+    # The segmenter runs in bfloat16: the probabilities move a little from
+    # float32's, the class stays.
+    path = cohort["paths"][0]
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        argv = ["predict", str(model), str(path), "--out", str(out), "-q"]
+        assert main([*argv, "--precision", precision]) == 0
+        (entry,) = json.loads((out / "predictions.json").read_text())["slides"]
+        runs[precision] = entry
+    low, high = runs["bfloat16"], runs["float32"]
+    assert low["predicted_class"] == high["predicted_class"]
+    got = [low["probabilities"][c] for c in cohort["classes"]]
+    expected = [high["probabilities"][c] for c in cohort["classes"]]
+    assert got != expected
+    np.testing.assert_allclose(got, expected, atol=0.05)
+
+
+def test_predict_rejects_an_unknown_precision(model, cohort, tmp_path):
+    result = run_cli(
+        "predict", model, cohort["paths"][0], "--out", tmp_path, "--precision", "fp8"
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'fp8'" in result.stderr
 
 
 def test_predict_same_stem_slides_get_distinct_outputs(model, cohort, tmp_path, capsys):

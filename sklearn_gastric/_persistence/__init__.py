@@ -19,6 +19,10 @@ allowlist), ``_writer`` and ``_reader`` (the archive), ``_pickle`` (the
 joblib envelope), ``_nets`` (skorch nets to storable state and back, for
 both formats, and the fallback for a net trained on an absent GPU). Files
 are written through :func:`sklearn_gastric.utils.atomic_output`.
+
+``_writer`` and ``_reader`` import torch (a model may hold networks), so
+they are imported when a model file is written or read, not with the
+package.
 """
 
 import json
@@ -27,8 +31,6 @@ import zipfile
 
 from ._format import ModelFileError, is_pickle_name
 from ._pickle import dump_pickle, load_pickle
-from ._reader import read_archive
-from ._writer import write_archive
 
 __all__ = ["ModelFileError", "load_model", "save_model"]
 
@@ -119,6 +121,8 @@ def save_model(model, path, *, metadata=None):
         _check_metadata(metadata)
     if is_pickle_name(path):
         return dump_pickle(model, path, metadata)
+    from ._writer import write_archive
+
     return write_archive(model, path, metadata)
 
 
@@ -206,6 +210,8 @@ def load_model(path, *, trust_pickle=False):
     if not head:
         raise ModelFileError(f"Model file {path!r} is empty.")
     if zipfile.is_zipfile(path):
+        from ._reader import read_archive
+
         return read_archive(path)
     if head.startswith(b"PK"):
         raise ModelFileError(

@@ -5,7 +5,6 @@ import os
 import re
 
 import numpy as np
-import torch
 
 from .._version import __version__
 
@@ -22,20 +21,6 @@ ARRAY_MEMBER = re.compile(r"arrays/[0-9]{5,}\.npy")
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # numpy dtype kinds an array member may have: no object, no structured.
 ARRAY_KINDS = set("biufcUS")
-# Every tensor dtype a file may name; looked up here, never by getattr.
-TENSOR_DTYPES = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "uint8": torch.uint8,
-    "int8": torch.int8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "bool": torch.bool,
-}
-TENSOR_DTYPE_NAMES = {dtype: name for name, dtype in TENSOR_DTYPES.items()}
 # Parameters that hold a machine-local cache location: never stored.
 CACHE_PARAMS = {"memory"}
 
@@ -93,6 +78,29 @@ def allowed_estimators():
     return allowed
 
 
+def tensor_dtypes():
+    """Every tensor dtype a file may name, by that name.
+
+    A file's dtype names are looked up here, never with ``getattr`` on
+    torch. A function, so that only reading and writing archives import
+    torch.
+    """
+    import torch
+
+    return {
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "float32": torch.float32,
+        "float64": torch.float64,
+        "uint8": torch.uint8,
+        "int8": torch.int8,
+        "int16": torch.int16,
+        "int32": torch.int32,
+        "int64": torch.int64,
+        "bool": torch.bool,
+    }
+
+
 def major_minor(version):
     """``(major, minor)`` of a version string, or None if it has none.
 
@@ -113,6 +121,7 @@ def dependency_versions():
     """The versions of the libraries that wrote a file, kept in its manifest."""
     import sklearn
     import skorch
+    import torch
 
     return {
         "scikit-learn": sklearn.__version__,

@@ -24,7 +24,6 @@ from ._format import (
     FORMAT_VERSION,
     MANIFEST,
     MAX_MANIFEST_BYTES,
-    TENSOR_DTYPES,
     THIS_VERSION,
     ModelFileError,
     allowed_estimators,
@@ -32,9 +31,12 @@ from ._format import (
     is_plain_item,
     major_minor,
     short,
+    tensor_dtypes,
 )
 
 __all__ = ["read_archive"]
+
+TENSOR_DTYPES = tensor_dtypes()
 
 
 def read_archive(path):

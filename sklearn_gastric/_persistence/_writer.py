@@ -19,13 +19,15 @@ from ._format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
-    TENSOR_DTYPE_NAMES,
     allowed_estimators,
     dependency_versions,
     is_plain_item,
+    tensor_dtypes,
 )
 
 __all__ = ["write_archive"]
+
+TENSOR_DTYPE_NAMES = {dtype: name for name, dtype in tensor_dtypes().items()}
 
 
 def write_archive(model, path, metadata):

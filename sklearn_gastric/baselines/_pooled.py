@@ -4,7 +4,6 @@ from functools import partial
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
 
 from ..utils._sklearn_compat import HasMethods, StrOptions
@@ -20,11 +19,18 @@ def _pool_features(bag, *, pooling):
     return pooled.astype(np.float64)
 
 
+def _default_estimator():
+    # sklearn.linear_model is a tenth of a second to import: not at import.
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=1000)
+
+
 def _estimator_has(method):
     def check(self):
         estimator = getattr(self, "estimator_", None)
         if estimator is None:
-            estimator = self.estimator or LogisticRegression()
+            estimator = self.estimator or _default_estimator()
         return hasattr(estimator, method)
 
     return check
@@ -95,7 +101,7 @@ class PooledFeatureClassifier(BagClassifier):
         self.n_tile_features_ = pooled.shape[1]
         estimator = self.estimator
         if estimator is None:
-            estimator = LogisticRegression(max_iter=1000)
+            estimator = _default_estimator()
         self.estimator_ = clone(estimator).fit(pooled, y)
         self.classes_ = self.estimator_.classes_
         return self

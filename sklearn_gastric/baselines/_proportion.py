@@ -4,7 +4,6 @@ from functools import partial
 
 import numpy as np
 
-from ..datasets import GASTRIC_CLASSES
 from ..utils._validation import N_JOBS
 from ._base import BagClassifier
 
@@ -136,6 +135,9 @@ class ProportionThresholdClassifier(BagClassifier):
         return self
 
     def _check_classes(self):
+        # Not at import: sklearn_gastric.datasets loads the slide renderer.
+        from ..datasets import GASTRIC_CLASSES
+
         severity = list(
             GASTRIC_CLASSES if self.severity_order is None else self.severity_order
         )

@@ -36,15 +36,17 @@ class CommandError(Exception):
 
 
 def set_torch_threads(threads):
-    """Torch intra-op threads: ``threads`` if given; else 1 on machines with
-    at most 2 cores, where a second thread mostly competes with the slide
-    readers and the OS (5-10x slower on a loaded 2-core machine)."""
+    """Torch threads for the whole run: ``threads`` if given, else the
+    library's policy (:func:`~sklearn_gastric.utils._cpu.default_torch_threads`),
+    for this process and, through ``SKLEARN_GASTRIC_TORCH_THREADS``, for the
+    estimators' own policy and any worker process."""
     import torch
 
-    if threads is None and (os.cpu_count() or 1) <= 2:
-        threads = 1
+    from ..utils._cpu import THREADS_VARIABLE, default_torch_threads
+
     if threads is not None:
-        torch.set_num_threads(threads)
+        os.environ[THREADS_VARIABLE] = str(threads)
+    torch.set_num_threads(default_torch_threads())
 
 
 def progress(iterable, *, total, desc, quiet):

@@ -13,7 +13,7 @@ def info_command(args):
 
     try:
         slide = open_slide(args.slide)
-        (bag,) = Tiler(tile_size=args.tile_size).fit_transform([slide])
+        (bag,) = Tiler(tile_size=args.tile_size, mpp=args.mpp).fit_transform([slide])
         (kept,) = OtsuFilter(min_tissue=args.min_tissue).fit_transform([bag])
     except (OSError, SlideError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
@@ -27,6 +27,9 @@ def info_command(args):
         "level_downsamples": list(slide.level_downsamples),
         "mpp": list(slide.mpp) if slide.mpp is not None else None,
         "tile_size": args.tile_size,
+        "tile_mpp": args.mpp,
+        "tile_level": bag.level,
+        "tile_footprint": bag.footprint,
         "tiles": len(bag),
         "tissue_tiles": len(kept),
         "min_tissue": args.min_tissue,

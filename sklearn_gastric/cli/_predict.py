@@ -34,6 +34,24 @@ def _predict_one(pipeline, slide, stem, folder, threshold):
     return write_slide_outputs(prediction, folder.folder, stem)
 
 
+def _set_inference(pipeline, args):
+    """The model's segmenter runs with the --precision and --engine asked."""
+    from ..pipeline import find_step
+    from ..segmentation import PatchSegmenter
+
+    # load_pipeline has checked that there is one.
+    segmenter = find_step(pipeline, PatchSegmenter)
+    segmenter.set_params(precision=args.precision, engine=args.engine)
+    if args.engine == "openvino":
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            raise CommandError(
+                "--engine openvino needs OpenVINO: pip install "
+                "'sklearn-gastric[openvino]'."
+            )
+
+
 def _distinct_paths(paths):
     """The slides in order, each file once (the same slide twice is one)."""
     seen, distinct = set(), []
@@ -51,6 +69,7 @@ def predict_command(args):
 
     out_dir = check_out_dir(args.out)
     pipeline = load_pipeline(args.model, trust_pickle=args.trust_pickle)
+    _set_inference(pipeline, args)
     paths = _distinct_paths(args.slides)
     opened, unreadable = [], []
     for path in paths:

@@ -37,7 +37,7 @@ def train_command(args):
     stain = _stain_normalizer(args.stain_target)
     target = args.stain_target
     if reused is not None:
-        segmenter, tile_size, reused_target = reused
+        segmenter, tile_size, mpp, reused_target = reused
         if target is None and reused_target is not None:
             # The segmenter was trained on normalised tiles: keep showing it
             # the same colours.
@@ -50,8 +50,10 @@ def train_command(args):
         segmenter, patch_counts = _train_segmenter(
             args, slides, slide_annotations, stain
         )
-        tile_size = args.tile_size
+        tile_size, mpp = args.tile_size, None
     pipeline = _make_pipeline(args, segmenter, tile_size=tile_size, target=target)
+    if mpp is not None:
+        _reuse_tile_mpp(pipeline, mpp)
     say(args, f"training the slide classifier on {len(slides)} slides")
     segmenter.set_params(verbose=0 if args.quiet else 1)
     try:
@@ -162,18 +164,29 @@ def _stain_normalizer(stain_target):
         raise CommandError(f"stain target: {exc}") from exc
 
 
+def _reuse_tile_mpp(pipeline, mpp):
+    """Tile at the resolution the reused segmenter was trained at."""
+    from ..pipeline import find_step
+    from ..preprocessing import Tiler
+
+    find_step(pipeline, Tiler).set_params(mpp=mpp)
+
+
 def _segmenter_from_model(path, *, trust_pickle):
-    """The trained segmenter of a model file, the tile size it works on, and
-    the stain-normalisation target of its pipeline (None when it has none)."""
+    """The trained segmenter of a model file, the tile size and resolution
+    (``mpp``, None for level-0 tiles) it works on, and the
+    stain-normalisation target of its pipeline (None when it has none)."""
     from ..pipeline import find_step
     from ..preprocessing import StainNormalizer, Tiler
     from ..segmentation import PatchSegmenter
 
     pipeline = load_pipeline(path, trust_pickle=trust_pickle)
     stain = find_step(pipeline, StainNormalizer)
+    tiler = find_step(pipeline, Tiler)
     return (
         find_step(pipeline, PatchSegmenter),
-        int(find_step(pipeline, Tiler).tile_size),
+        int(tiler.tile_size),
+        getattr(tiler, "mpp", None),
         getattr(stain, "target", None),
     )
 

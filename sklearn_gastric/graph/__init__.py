@@ -1,7 +1,11 @@
-"""Steps 6-8: top-K tiles, the Pearson slide graph, and the GCN classifier."""
+"""Steps 6-8: top-K tiles, the Pearson slide graph, and the GCN classifier.
 
-from ._classifier import GCNSlideClassifier
-from ._gcn import GCN, GraphConv, collate_graphs, normalize_adjacency
+The names that need torch (the GCN estimator, its module and helpers) are
+imported on first use, so that importing this package (or
+:mod:`sklearn_gastric`) does not import torch.
+"""
+
+from .._lazy import lazy_exports
 from ._pearson import PearsonGraphBuilder, pearson_adjacency
 from ._slide_graph import SlideGraph
 from ._topk import TopKSelector
@@ -17,3 +21,15 @@ __all__ = [
     "normalize_adjacency",
     "pearson_adjacency",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "GCN": "._gcn",
+        "GCNSlideClassifier": "._classifier",
+        "GraphConv": "._gcn",
+        "collate_graphs": "._gcn",
+        "normalize_adjacency": "._gcn",
+    },
+    globals(),
+)

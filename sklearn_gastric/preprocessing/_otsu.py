@@ -45,7 +45,8 @@ class OtsuFilter(StatelessTransformer):
         thumbnail is read once, chunk by chunk); memory stays bounded
         whatever the slide's size. ``"tile"``: the patent's literal reading,
         Otsu inside each
-        full-resolution tile (every tile is read). Its known failure, a tile
+        full-resolution tile (every tile is read, at the tiles' resolution:
+        resized, for a :class:`Tiler` with ``mpp``). Its known failure, a tile
         that is all tissue split in two by its own threshold, is guarded.
     remove_pen : bool, default=True
         Reject green and blue-green marker ink
@@ -214,8 +215,7 @@ def _slide_fractions(bag, *, remove_pen, max_hole_area, on_error):
 
 
 def _tile_fractions(bag, *, remove_pen, max_hole_area, on_error):
-    downsample = bag.slide.level_downsamples[bag.level]
-    holes = _hole_pixels(bag.slide, downsample, max_hole_area)
+    holes = _hole_pixels(bag.slide, bag.pixel_downsample, max_hole_area)
     fractions = np.full(len(bag), np.nan)
     skipped = []
     for indices, batch, failures in bag.read_batches(_TILE_BATCH, on_error=on_error):

@@ -1,11 +1,14 @@
 """TileBag: the tiles of one slide, as coordinates plus optional per-tile columns."""
 
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 
 from ..io import SlideError, UnreadableTileWarning, open_slide
+from ..io._pixels import resize_area
 
 __all__ = ["TileBag", "UnreadableTileWarning"]
 
@@ -34,9 +37,13 @@ class TileBag:
     coords : array-like of shape (n_tiles, 2)
         Level-0 ``(x, y)`` of each tile's top-left corner.
     tile_size : int
-        Tile width and height in pixels of ``level``.
+        Tile width and height in pixels, as :meth:`read_tile` returns them.
     level : int, default=0
         The pyramid level tiles are read from.
+    read_size : int, default=None
+        Side, in pixels of ``level``, of the square region read for each
+        tile, which is then area-resized to ``tile_size``; None means
+        ``tile_size`` (no resizing). A :class:`Tiler` with ``mpp`` sets it.
     tissue_fraction : ndarray of shape (n_tiles,), default=None
         Fraction of each tile covered by tissue.
     features : ndarray of shape (n_tiles, n_features), default=None
@@ -53,7 +60,11 @@ class TileBag:
     name : str
         The slide's name.
     footprint : int
-        Side of a tile in level-0 pixels.
+        Side of a tile in level-0 pixels (``read_size`` times the level's
+        downsample, rounded).
+    pixel_downsample : float
+        Level-0 pixels per pixel of a tile as read (the level's downsample
+        times ``read_size / tile_size``).
 
     Examples
     --------
@@ -74,6 +85,7 @@ class TileBag:
         tile_size,
         *,
         level=0,
+        read_size=None,
         tissue_fraction=None,
         features=None,
         scores=None,
@@ -92,6 +104,12 @@ class TileBag:
         self.coords = coords
         self.tile_size = int(tile_size)
         self.level = int(level)
+        self.read_size = self.tile_size if read_size is None else int(read_size)
+        if self.read_size < 1:
+            raise ValueError(
+                f"Slide {self.slide.name!r}: read_size must be >= 1; got "
+                f"{self.read_size}."
+            )
         columns = dict(
             tissue_fraction=tissue_fraction,
             features=features,
@@ -124,16 +142,30 @@ class TileBag:
 
     @property
     def footprint(self):
-        return int(round(self.tile_size * self.slide.level_downsamples[self.level]))
+        return int(round(self.read_size * self.slide.level_downsamples[self.level]))
+
+    @property
+    def pixel_downsample(self):
+        # A ratio of 1.0 leaves the level's downsample exactly as it was.
+        scale = self.read_size / self.tile_size
+        return self.slide.level_downsamples[self.level] * scale
+
+    def __setstate__(self, state):
+        # Bags pickled before read_size existed read tiles unresized.
+        state.setdefault("read_size", state["tile_size"])
+        self.__dict__.update(state)
 
     def __len__(self):
         return len(self.coords)
 
     def __repr__(self):
         present = [c for c in _COLUMNS if getattr(self, c) is not None]
+        read = f", read_size={self.read_size}"
+        if self.read_size == self.tile_size:
+            read = ""
         return (
             f"TileBag({self.name!r}, n_tiles={len(self)}, tile_size={self.tile_size}, "
-            f"level={self.level}, columns={present})"
+            f"level={self.level}{read}, columns={present})"
         )
 
     def replace(self, **changes):
@@ -142,8 +174,8 @@ class TileBag:
         Parameters
         ----------
         **changes
-            Any of ``slide``, ``coords``, ``tile_size``, ``level`` and the
-            per-tile columns.
+            Any of ``slide``, ``coords``, ``tile_size``, ``level``,
+            ``read_size`` and the per-tile columns.
 
         Returns
         -------
@@ -154,6 +186,7 @@ class TileBag:
             coords=self.coords,
             tile_size=self.tile_size,
             level=self.level,
+            read_size=self.read_size,
             **{c: getattr(self, c) for c in _COLUMNS},
         )
         unknown = set(changes) - set(fields)
@@ -284,6 +317,10 @@ first.
     def read_tile(self, index):
         """Pixels of one tile, RGB uint8 ``(tile_size, tile_size, 3)``.
 
+        The ``read_size`` x ``read_size`` region of ``level`` at the tile's
+        corner, area-resized (box filter) to ``tile_size`` when the two
+        differ.
+
         Parameters
         ----------
         index : int
@@ -299,16 +336,16 @@ first.
             names the slide, the tile's index and its level-0 coordinates.
         """
         x, y = (int(v) for v in self.coords[index])
+        side = self.read_size
         try:
-            return self.slide.read_region(
-                (x, y), self.level, (self.tile_size, self.tile_size)
-            )
+            region = self.slide.read_region((x, y), self.level, (side, side))
         except SlideError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise SlideError(
                 f"Slide {self.name!r}: tile {int(index)} at level-0 (x, y) = "
                 f"({x}, {y}) cannot be read: {cause}"
             ) from exc
+        return resize_area(region, self.tile_size, self.tile_size)
 
     def iter_batches(
         self, batch_size=32, *, n_jobs=None, on_error="raise", return_indices=False
@@ -351,8 +388,9 @@ first.
         tiles that cannot be read instead of warning of them.
 
         Reads run on a thread pool: OpenSlide releases the GIL while it
-        decodes, so reading scales with threads. The next batch is read while
-        the caller works on the current one. Steps that run in joblib workers
+        decodes, so reading scales with threads. The next batches (at least
+        two, and at least two tiles per thread) are read while the caller
+        works on the current one. Steps that run in joblib workers
         use it and warn of the failures in the caller's process, where a
         dask or loky worker's warning would be lost.
 
@@ -415,16 +453,26 @@ first.
                 ]
                 return start, batch, futures
 
-            pending = submit(0)
-            for next_start in range(batch_size, n_tiles + batch_size, batch_size):
-                upcoming = submit(next_start) if next_start < n_tiles else None
-                start, batch, futures = pending
+            # Batches in flight: enough that every reader has a tile queued
+            # behind the one it reads, so that one slow tile (a JPEG tile
+            # cache miss, a busy core) does not stall the network.
+            ahead = max(2, -(-2 * n_threads // batch_size))
+            starts = iter(range(0, n_tiles, batch_size))
+            pending = deque(submit(start) for start in islice(starts, ahead))
+            while pending:
+                start, batch, futures = pending.popleft()
+                following = next(starts, None)
+                if following is not None:
+                    pending.append(submit(following))
                 kept, failures = [], []
                 for slot, future in enumerate(futures):
                     try:
                         future.result()
                     except SlideError as exc:
                         if on_error == "raise":
+                            for _, _, queued in pending:
+                                for other in queued:
+                                    other.cancel()
                             for other in futures:
                                 other.cancel()
                             raise
@@ -435,7 +483,6 @@ first.
                 if failures:
                     indices, batch = indices[kept], batch[kept]
                 yield indices, batch, failures
-                pending = upcoming
 
     def _read_into(self, batch, slot, index):
         batch[slot] = self.read_tile(index)

@@ -1,11 +1,12 @@
 """Step 5: the V-Net patch segmenter, its losses, its augmentation, and the
-sampling of its training patches from annotated slides."""
+sampling of its training patches from annotated slides.
 
-from ._augment import augment_patch
-from ._losses import SegmentationLoss, dice_loss, euclidean_loss
+The names that need torch are imported on first use, so that importing
+this package (or :mod:`sklearn_gastric`) does not import torch.
+"""
+
+from .._lazy import lazy_exports
 from ._sampling import sample_patches
-from ._segmenter import PatchSegmenter
-from ._vnet import VNet
 
 __all__ = [
     "PatchSegmenter",
@@ -16,3 +17,16 @@ __all__ = [
     "euclidean_loss",
     "sample_patches",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "PatchSegmenter": "._segmenter",
+        "SegmentationLoss": "._losses",
+        "VNet": "._vnet",
+        "augment_patch": "._augment",
+        "dice_loss": "._losses",
+        "euclidean_loss": "._losses",
+    },
+    globals(),
+)

@@ -30,27 +30,33 @@ from ..utils._validation import (
     N_JOBS,
     check_device,
     check_divisible_by_depth,
-    check_labels,
     check_masks,
     check_patches,
     check_tile_bags,
 )
-from ._augment import augment_patch
-from ._inference import _batch_size, _segment_tiles
+from ._compat import RenamedParameters
+from ._engines import ENGINES, PRECISIONS
+from ._inference import (
+    _batch_size,
+    _segment_tiles,
+    cpu_policy,
+    infer_batch,
+    inference_session,
+    pixel_cap,
+)
 from ._losses import SegmentationLoss
 from ._training import (
-    _class_weights,
-    _PatchDataset,
     _SegmenterNet,
     _TrainValidSplit,  # noqa: F401 (see the end of the module)
-    _validation,
+    encode_patch_labels,
+    training_setup,
 )
 from ._vnet import VNet
 
 __all__ = ["PatchSegmenter"]
 
 
-class PatchSegmenter(PicklesNetByContent, BaseEstimator):
+class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
     """V-Net patch segmenter and classifier (step 5 of the method).
 
     Trained on patches with pixel masks (and optionally patch labels), it
@@ -67,9 +73,10 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
 
     Parameters
     ----------
-    base_channels : int, default=16
-        Filters of the first encoder block (doubled at each level).
-    depth : int, default=4
+    base_channels : int, default=4
+        Filters of the first encoder block (doubled at each level); with
+        depth 3 the fastest width measured, and as accurate (:ref:`speed`).
+    depth : int, default=3
         Number of downsamplings; patch and tile sizes must be divisible by
         ``2**depth``.
     feature_dim : int, default=128
@@ -80,9 +87,9 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         Learning rate of the Adam optimiser.
     batch_size : int, default=16
         Patches per training batch and tiles per inference batch. Inference
-        batches are also capped at ``2**20`` pixels (16 tiles of 256 px, 4 of
-        512 px), which keeps the default network's CPU memory near 1 GB
-        whatever the tile size.
+        batches are also capped in pixels: ``2**18`` (one 512 px tile, 16 of
+        128 px) with ``engine="torch"`` on the CPU, ``2**20`` elsewhere, which
+        keeps the default network's memory near 1 GB whatever the tile size.
     dice_weight : float, default=0.5
         Loss = ``dice_weight`` x Dice loss + (1 - ``dice_weight``) x
         classification loss.
@@ -123,13 +130,23 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         map_downsample`` pixels a side (at least 1), so memory stays small
         on large slides. Scores are summed over the full-resolution map.
     device : str, default="cpu"
-        Torch device, e.g. ``"cuda"``. On a CUDA device, inference and
-        training run with bfloat16 autocast and channels-last tensors. A
-        segmenter trained on a GPU and unpickled where CUDA is absent moves
-        its weights to the CPU (with skorch's ``DeviceWarning``).
+        Torch device, e.g. ``"cuda"``. On a CUDA device, training runs with
+        bfloat16 autocast and channels-last tensors. A segmenter trained on a
+        GPU and unpickled where CUDA is absent moves its weights to the CPU
+        (with skorch's ``DeviceWarning``).
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        Arithmetic of inference: "auto" is bfloat16 on CUDA, float32
+        elsewhere (see :ref:`speed`). Changing it needs no refit.
+    engine : {"torch", "openvino"}, default="torch"
+        What runs the network at inference: "torch", the network with
+        BatchNorm folded and reused buffers (maps within 1e-5 of the
+        training network's); "openvino", the ``openvino`` extra.
     reader_threads : int, default=None
         Threads reading tile pixels in :meth:`transform` (reads overlap
         with compute). ``None`` means 1, ``-1`` all cores.
+    torch_threads : int, default=None
+        Torch threads of fit and transform (restored after); None follows
+        the library's policy (:ref:`threads`).
     n_jobs : int, default="deprecated"
         The former name of ``reader_threads``; None (its former default) is
         ignored.
@@ -226,7 +243,10 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "map_downsample": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "engine": [StrOptions(set(ENGINES))],
         "reader_threads": N_JOBS,
+        "torch_threads": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Hidden(StrOptions({"deprecated"})), *N_JOBS],
         "on_error": [StrOptions({"raise", "skip"})],
         "verbose": ["verbose"],
@@ -237,8 +257,8 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
     def __init__(
         self,
         *,
-        base_channels=16,
-        depth=4,
+        base_channels=4,
+        depth=3,
         feature_dim=128,
         max_epochs=30,
         lr=1e-3,
@@ -252,7 +272,10 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         patience=5,
         map_downsample=8,
         device="cpu",
+        precision="auto",
+        engine="torch",
         reader_threads=None,
+        torch_threads=None,
         n_jobs="deprecated",
         on_error="raise",
         verbose=0,
@@ -274,7 +297,10 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         self.patience = patience
         self.map_downsample = map_downsample
         self.device = device
+        self.precision = precision
+        self.engine = engine
         self.reader_threads = reader_threads
+        self.torch_threads = torch_threads
         self.n_jobs = n_jobs
         self.on_error = on_error
         self.verbose = verbose
@@ -304,33 +330,14 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
         check_device(self.device, type(self).__name__)
         patches = check_patches(patches, "PatchSegmenter.fit", self.depth)
         masks = check_masks(masks, patches.shape[:3], "PatchSegmenter.fit")
-        if labels is None:
-            classes = np.array([0, 1])
-            encoded = (masks >= 0.5).any(axis=(1, 2)).astype(np.int64)
-        else:
-            labels = check_labels(
-                labels, len(patches), type(self).__name__, unit="patch"
-            )
-            classes, encoded = np.unique(labels, return_inverse=True)
-
+        classes, encoded = encode_patch_labels(masks, labels, type(self).__name__)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        augment = (
-            partial(augment_patch, hed=float(self.hed_jitter)) if self.augment else None
+        dataset, net_settings = training_setup(
+            self, patches, masks, classes, encoded, seed
         )
-        dataset = _PatchDataset(
-            patches, masks, encoded.astype(np.int64), augment=augment, seed=seed
-        )
-        validation = _validation(
-            self.validation_fraction, self.patience, seed, len(patches)
-        )
-        net = self._make_net(
-            module__n_classes=len(classes),
-            criterion__class_weight=_class_weights(
-                self.class_weight, encoded, len(classes)
-            ),
-            **validation,
-        )
-        net = fit_seeded(net, dataset, seed)
+        net = self._make_net(**net_settings)
+        with cpu_policy(self.torch_threads, reader_threads=0):
+            net = fit_seeded(net, dataset, seed)
         self.classes_ = classes
         self.n_classes_ = len(classes)
         self.net_ = net
@@ -376,6 +383,7 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
             raise ValueError(
                 f"on_error must be 'raise' or 'skip'; got {self.on_error!r}."
             )
+        self._validate_params()  # inference settings may be set after fit
         depth = self.net_.module_.depth
         tile_bags = check_tile_bags(tile_bags, "PatchSegmenter.transform")
         for bag in tile_bags:
@@ -434,51 +442,44 @@ class PatchSegmenter(PicklesNetByContent, BaseEstimator):
     def _predict_patches(self, patches, method, output):
         """One of :meth:`_infer`'s outputs for plain patches, batch by batch."""
         check_is_fitted(self)
+        self._validate_params()
         depth = self.net_.module_.depth
         patches = check_patches(patches, f"PatchSegmenter.{method}", depth)
-        step = _batch_size(self.batch_size, patches.shape[1] * patches.shape[2])
-        parts = [
-            self._infer(patches[start : start + step])[output].cpu().numpy()
-            for start in range(0, len(patches), step)
-        ]
+        step = self._inference_batch(patches.shape[1] * patches.shape[2])
+        with inference_session(self, reader_threads=0):
+            parts = [
+                self._infer(patches[start : start + step])[output].cpu().numpy()
+                for start in range(0, len(patches), step)
+            ]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def _segment_bag(self, bag):
         """The segmented bag and the messages of the tiles skipped."""
-        return _segment_tiles(
-            bag,
-            self._infer,
-            batch_size=_batch_size(self.batch_size, bag.tile_size**2),
-            map_side=max(1, bag.tile_size // self.map_downsample),
-            widths=(self.net_.module_.feature_dim, self.n_classes_),
-            reader_threads=self._reader_threads(),
-            on_error=self.on_error,
-        )
+        readers = self._reader_threads()
+        with inference_session(self, readers):
+            return _segment_tiles(
+                bag,
+                self._infer,
+                batch_size=self._inference_batch(bag.tile_size**2),
+                map_side=max(1, bag.tile_size // self.map_downsample),
+                widths=(self.net_.module_.feature_dim, self.n_classes_),
+                reader_threads=readers,
+                on_error=self.on_error,
+            )
+
+    def _inference_batch(self, pixels_per_tile):
+        cap = pixel_cap(self.engine, self.net_.device)
+        return _batch_size(self.batch_size, pixels_per_tile, cap)
 
     def _infer(self, batch):
         """Probability maps, class probabilities and features of a uint8 batch."""
-        return self.net_.predict_batch(batch)
-
-    def _reader_threads(self):
-        """``reader_threads``, or the deprecated ``n_jobs`` where it is set."""
-        if self.n_jobs in ("deprecated", None):
-            return self.reader_threads
-        return self.n_jobs
-
-    def _warn_if_n_jobs_is_set(self):
-        # None, the former default, is what older model files and pickles hold.
-        if self.n_jobs not in ("deprecated", None):
-            warnings.warn(
-                "PatchSegmenter: n_jobs was renamed reader_threads in 0.1 (it "
-                "counts the threads reading tiles, not joblib workers) and will "
-                "be removed in 0.3; set reader_threads instead.",
-                FutureWarning,
-                stacklevel=3,
-            )
-
-    def __setstate__(self, state):
-        # Pickles made before reader_threads existed (0.1.0.dev0).
-        super().__setstate__({"reader_threads": None, **state})
+        return infer_batch(
+            self.net_.module_,
+            batch,
+            engine=self.engine,
+            precision=self.precision,
+            device=self.net_.device,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,6 +3,7 @@ validation split, the class weights of its loss, and the skorch net (which
 runs bfloat16 autocast and channels-last on CUDA)."""
 
 from contextlib import nullcontext
+from functools import partial
 
 import numpy as np
 import torch
@@ -12,8 +13,39 @@ from skorch.utils import to_tensor
 from torch.utils.data import Dataset
 
 from ..utils._nets import held_out_settings
-from ..utils._validation import stratified_split
+from ..utils._validation import check_labels, stratified_split
+from ._augment import augment_patch
 from ._callbacks import ValidationScores
+
+
+def encode_patch_labels(masks, labels, owner):
+    """The classes and each patch's class index: the given ``labels``, or,
+    without them, whether the patch's mask has a lesion pixel (>= 0.5)."""
+    if labels is None:
+        encoded = (masks >= 0.5).any(axis=(1, 2)).astype(np.int64)
+        return np.array([0, 1]), encoded
+    labels = check_labels(labels, len(masks), owner, unit="patch")
+    classes, encoded = np.unique(labels, return_inverse=True)
+    return classes, encoded.astype(np.int64)
+
+
+def training_setup(segmenter, patches, masks, classes, encoded, seed):
+    """The dataset a :class:`PatchSegmenter` trains on (augmented as its
+    parameters say) and the net settings its parameters imply: the number
+    of classes, the class weights of the loss, the validation split and
+    early stopping."""
+    augment = None
+    if segmenter.augment:
+        augment = partial(augment_patch, hed=float(segmenter.hed_jitter))
+    dataset = _PatchDataset(patches, masks, encoded, augment=augment, seed=seed)
+    settings = _validation(
+        segmenter.validation_fraction, segmenter.patience, seed, len(patches)
+    )
+    settings["module__n_classes"] = len(classes)
+    settings["criterion__class_weight"] = _class_weights(
+        segmenter.class_weight, encoded, len(classes)
+    )
+    return dataset, settings
 
 
 def _validation(fraction, patience, seed, n_patches):
@@ -115,19 +147,6 @@ class _SegmenterNet(NeuralNet):
             context = nullcontext()
         with context:
             return self.module_(x, **fit_params)
-
-    def predict_batch(self, batch):
-        """Probability maps, class probabilities and features of a uint8 batch
-        of shape (n, height, width, 3)."""
-        self.module_.eval()
-        x = _as_input(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
-        with torch.inference_mode():
-            seg_logits, class_logits, features = self.infer(x)
-            return (
-                torch.sigmoid(seg_logits.float()),
-                torch.softmax(class_logits.float(), dim=1),
-                features.float(),
-            )
 
 
 def _as_input(pixels):

@@ -1,7 +1,6 @@
 """Per-slide parallelism: joblib for the work, tqdm for the progress bar."""
 
 from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 
 def map_slides(func, items, *, n_jobs=None, verbose=0, desc=None):
@@ -37,7 +36,11 @@ def map_slides(func, items, *, n_jobs=None, verbose=0, desc=None):
         iterator = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(func)(item) for item in items
         )
-    return list(tqdm(iterator, total=len(items), desc=desc, disable=not verbose))
+    if not verbose:
+        return list(iterator)
+    from tqdm.auto import tqdm  # not at import: it is only for the bar
+
+    return list(tqdm(iterator, total=len(items), desc=desc))
 
 
 def _backend_is_configured():

@@ -4,6 +4,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+from stain_reference import reference_slide_tissue_pixels
 
 from sklearn_gastric.io import Slide, open_slide, write_pyramidal_tiff
 from sklearn_gastric.preprocessing import (
@@ -274,3 +275,101 @@ def test_reinhard_statistics_come_from_tissue_pixels_only():
     np.testing.assert_allclose(fitted.lab_std_, tissue.std(axis=0), atol=1e-6)
     # 8/9 of the image is glass, which would dominate the statistics.
     assert abs(lab[..., 0].mean() - tissue[:, 0].mean()) > 20
+
+
+# -- the view the per-slide estimate reads ---------------------------------------
+
+
+@pytest.fixture
+def read_pixels(monkeypatch):
+    """Counts the pixels every ``Slide.read_region`` call returns."""
+    counter = {"pixels": 0}
+    read_region = Slide.read_region
+
+    def counting(self, location, level, size):
+        counter["pixels"] += size[0] * size[1]
+        return read_region(self, location, level, size)
+
+    monkeypatch.setattr(Slide, "read_region", counting)
+    return counter
+
+
+def _close_estimates(got, want, method):
+    if method == "reinhard":
+        np.testing.assert_allclose(got["mean"], want["mean"], atol=1.0)
+        np.testing.assert_allclose(got["std"], want["std"], rtol=0.05)
+    else:
+        assert np.all(_angles(got["stains"], want["stains"]) < 2)
+        np.testing.assert_allclose(
+            got["max_concentrations"], want["max_concentrations"], rtol=0.05
+        )
+
+
+@pytest.mark.parametrize("method", ["macenko", "reinhard"])
+def test_cmu_estimate_reads_a_bounded_view_close_to_the_full_one(
+    cmu_slide_path, he_target_path, read_pixels, method
+):
+    """The CMU slide has one level of 6.6 Mpixel: the estimate reads the
+    stored thumbnail and at most 4 Mpixel of tiles where it shows tissue, and
+    stays close to the estimate from every tissue pixel of the whole level."""
+    from sklearn_gastric.preprocessing._stain import _ESTIMATION_READ_PIXELS
+
+    normalizer = StainNormalizer(method, target=he_target_path).fit()
+    slide = open_slide(cmu_slide_path)
+    read_pixels["pixels"] = 0
+    (normalised,) = normalizer.transform([slide])
+    width, height = slide.dimensions
+    assert 0 < read_pixels["pixels"] <= min(_ESTIMATION_READ_PIXELS, width * height)
+    full = estimate_stains(reference_slide_tissue_pixels(slide), method)
+    _close_estimates(normalised.transform.source, full, method)
+
+
+def test_large_pyramidal_file_estimate_reads_blocks_close_to_the_full_view(
+    tmp_path, read_pixels
+):
+    """A 5.3 Mpixel level 0 with a pyramid (4x steps): the coarse view is
+    level 1, and at most 4 Mpixel of level 0's 128x128 tiles are read."""
+    rgb = render_he(HE_OTHER, size=2304, seed=5)
+    path = tmp_path / "large.tiff"
+    write_pyramidal_tiff(rgb, path, tile_size=128, compression="deflate")
+    slide = open_slide(path)
+    normalizer = StainNormalizer(target=render_he(HE_REFERENCE)).fit()
+    read_pixels["pixels"] = 0
+    (normalised,) = normalizer.transform([slide])
+    level_1 = np.prod(slide.level_dimensions[1])
+    assert 0 < read_pixels["pixels"] <= 4 * 2**20 + level_1
+    source = normalised.transform.source
+    _close_estimates(source, estimate_stains(reference_slide_tissue_pixels(slide)), "")
+    assert np.all(_angles(source["stains"], HE_OTHER) < 3)
+
+
+def test_large_array_estimate_reads_blocks_close_to_the_full_view(read_pixels):
+    """An array has a virtual pyramid too: 256x256 blocks of it are read."""
+    slide = Slide(render_he(HE_OTHER, size=2304, seed=5), name="large")
+    normalizer = StainNormalizer(target=render_he(HE_REFERENCE)).fit()
+    read_pixels["pixels"] = 0
+    (normalised,) = normalizer.transform([slide])
+    assert 0 < read_pixels["pixels"] <= 4 * 2**20 + np.prod(slide.level_dimensions[1])
+    source = normalised.transform.source
+    _close_estimates(source, estimate_stains(reference_slide_tissue_pixels(slide)), "")
+    assert np.all(_angles(source["stains"], HE_OTHER) < 3)
+
+
+def test_small_slides_are_estimated_from_the_same_pixels_as_before():
+    from sklearn_gastric.preprocessing._stain import _slide_tissue_pixels
+
+    slide = Slide(render_he(HE_OTHER, size=1536, seed=6))
+    np.testing.assert_array_equal(
+        _slide_tissue_pixels(slide), reference_slide_tissue_pixels(slide)
+    )
+
+
+def test_large_slide_without_tissue_warns_and_passes_through(tmp_path):
+    path = write_pyramidal_tiff(
+        np.full((2304, 2304, 3), 250, np.uint8), tmp_path / "blank.tiff", tile_size=128
+    )
+    blank = open_slide(path, name="blank")
+    normalizer = StainNormalizer(target=render_he(HE_REFERENCE)).fit()
+    with pytest.warns(UserWarning, match="Slide 'blank': its stains cannot be"):
+        (out,) = normalizer.transform([blank])
+    assert out is blank

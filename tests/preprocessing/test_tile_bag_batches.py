@@ -83,3 +83,33 @@ def test_read_batches_reports_the_skipped_tiles_instead_of_warning(
         read = list(bag.iter_batches(2, on_error="skip", return_indices=True))
     assert len(record) == 3
     assert [i.tolist() for i, _ in read] == [[0, 1], [4], [6]]
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "n_jobs", "in_flight"),
+    [(1, None, 3), (1, 3, 7), (4, 2, 12), (3, 1, 9)],
+)
+def test_read_batches_reads_ahead(monkeypatch, batch_size, n_jobs, in_flight):
+    # When the first batch reaches the caller, the reads of the next batches
+    # (two at least, two tiles per reader at least) are already queued
+    # behind it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn_gastric.preprocessing import _tile_bag
+
+    submitted = []
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(args[2])
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(_tile_bag, "ThreadPoolExecutor", CountingPool)
+    image = np.arange(64 * 640 * 3, dtype=np.uint32).reshape(64, 640, 3)
+    bag = TileBag(image.astype(np.uint8), [[x, 0] for x in range(0, 640, 32)], 32)
+    batches = bag.read_batches(batch_size, n_jobs=n_jobs)
+    next(batches)
+    assert submitted == list(range(in_flight))
+    rest = list(batches)
+    assert submitted == list(range(len(bag)))
+    assert sum(len(indices) for indices, _, _ in rest) == len(bag) - batch_size
