@@ -3,6 +3,7 @@
 import argparse
 
 from .._version import __version__
+from ..segmentation._options import ENGINES, PRECISIONS
 
 __all__ = ["build_parser"]
 
@@ -273,7 +274,7 @@ def _add_predict(commands):
     )
     predict.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
+        choices=PRECISIONS,
         default="auto",
         help="arithmetic of the segmenter: bfloat16 is about 1.5x faster on "
         "CPUs with AVX-512 BF16 or AMX (default: %(default)s: bfloat16 on "
@@ -281,7 +282,7 @@ def _add_predict(commands):
     )
     predict.add_argument(
         "--engine",
-        choices=("torch", "openvino"),
+        choices=ENGINES,
         default="torch",
         help="what runs the segmenter: openvino needs the 'openvino' extra "
         "(default: %(default)s)",

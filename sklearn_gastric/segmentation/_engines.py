@@ -15,16 +15,7 @@ import torch
 
 from ._fast_vnet import InferenceVNet
 
-__all__ = [
-    "ENGINES",
-    "PRECISIONS",
-    "built_networks",
-    "inference_network",
-    "resolve_precision",
-]
-
-ENGINES = ("torch", "openvino")
-PRECISIONS = ("auto", "float32", "bfloat16")
+__all__ = ["built_networks", "inference_network", "resolve_precision"]
 
 # Per thread, as the torch engine's buffers make a call not re-entrant.
 _built = threading.local()

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["InferenceVNet"]
+from ._options import NETWORK_PRECISIONS
 
-PRECISIONS = ("float32", "bfloat16")
+__all__ = ["InferenceVNet"]
 
 
 def _folded_block(block):
@@ -101,9 +101,9 @@ class InferenceVNet(nn.Module):
 
     def __init__(self, vnet, precision="float32"):
         super().__init__()
-        if precision not in PRECISIONS:
+        if precision not in NETWORK_PRECISIONS:
             raise ValueError(
-                f"precision must be one of {PRECISIONS}; got {precision!r}."
+                f"precision must be one of {NETWORK_PRECISIONS}; got {precision!r}."
             )
         vnet = copy.deepcopy(vnet).eval()
         self.precision = precision

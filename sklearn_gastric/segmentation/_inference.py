@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..preprocessing._tile_bag import _effective_threads
 from ..utils._cpu import default_torch_threads, keep_freed_memory, torch_threads
 from ._engines import built_networks, inference_network, resolve_precision
 from ._training import _as_input
@@ -38,7 +39,9 @@ def cpu_policy(n_threads, reader_threads):
     ``reader_threads`` readers) and freed activations kept for the next
     batch, for the duration of the block."""
     if n_threads is None:
-        n_threads = default_torch_threads(reader_threads or 1)
+        # None is one reader, -1 one per core (TileBag.read_batches's rule).
+        readers = 0 if reader_threads == 0 else _effective_threads(reader_threads)
+        n_threads = default_torch_threads(readers)
     with torch_threads(n_threads), keep_freed_memory():
         yield
 

@@ -35,7 +35,6 @@ from ..utils._validation import (
     check_tile_bags,
 )
 from ._compat import RenamedParameters
-from ._engines import ENGINES, PRECISIONS
 from ._inference import (
     _batch_size,
     _segment_tiles,
@@ -45,6 +44,7 @@ from ._inference import (
     pixel_cap,
 )
 from ._losses import SegmentationLoss
+from ._options import ENGINES, PRECISIONS
 from ._training import (
     _SegmenterNet,
     _TrainValidSplit,  # noqa: F401 (see the end of the module)

@@ -186,6 +186,22 @@ def test_default_torch_threads(monkeypatch, cores, readers, expected):
     assert _cpu.default_torch_threads(readers) == expected
 
 
+@pytest.mark.parametrize(
+    ("reader_threads", "expected"), [(0, 4), (None, 3), (1, 3), (2, 2), (-1, 1)]
+)
+def test_cpu_policy_counts_the_readers(monkeypatch, reader_threads, expected):
+    # No reader (fit, plain patches) leaves torch every core; None is one
+    # reader and -1 one per core, as TileBag.read_batches counts them.
+    from sklearn_gastric.segmentation._inference import cpu_policy
+
+    monkeypatch.setattr(_cpu, "available_cores", lambda: 4)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    with cpu_policy(None, reader_threads):
+        assert torch.get_num_threads() == expected
+    assert torch.get_num_threads() == before
+
+
 def test_transform_runs_on_the_policy_threads_and_restores(tiny_segmenter, monkeypatch):
     from sklearn_gastric.segmentation import PatchSegmenter
 
