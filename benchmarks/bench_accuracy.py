@@ -353,24 +353,10 @@ def make_heads(args, segmenter, seed, cache):
     }
 
 
-def expected_calibration_error(y_true, proba, classes, n_bins=10):
-    """Top-label ECE: sum over equal-width confidence bins of the bin's share
-    of slides times |accuracy - mean confidence| in it."""
-    confidence = proba.max(axis=1)
-    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y_true)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    error = 0.0
-    for b in range(n_bins):
-        inside = bins == b
-        if inside.any():
-            error += inside.mean() * abs(
-                correct[inside].mean() - confidence[inside].mean()
-            )
-    return float(error)
-
-
 def scores(y_true, proba, classes):
     from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
+
+    from sklearn_gastric.metrics import expected_calibration_error
 
     classes = np.asarray(classes)
     predicted = classes[np.argmax(proba, axis=1)]
@@ -388,7 +374,7 @@ def scores(y_true, proba, classes):
                 labels=sorted_classes,
             )
         ),
-        "ece": expected_calibration_error(y_true, proba, classes),
+        "ece": expected_calibration_error(y_true, proba, labels=classes),
         "recall": dict(zip(CLASSES, map(float, recall))),
     }
 

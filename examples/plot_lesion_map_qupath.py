@@ -9,9 +9,11 @@ the pixels whose lesion probability is above a threshold.
 probability map from its tiles' maps (the segmenter's ``prob_maps``) and
 finds the connected regions above the threshold;
 :class:`~sklearn_gastric.visualization.LesionMapDisplay` draws it over the
-slide with the top-K tiles, the slide graph and the predicted class; and
-:func:`~sklearn_gastric.visualization.export_geojson` writes the regions as
-annotations that QuPath imports.
+slide with the top-K tiles and the predicted class, leaving the tissue
+visible; :class:`~sklearn_gastric.visualization.TileGalleryDisplay` and
+:class:`~sklearn_gastric.visualization.SlideGraphDisplay` show the top-K tiles
+and their graph; and :func:`~sklearn_gastric.visualization.export_geojson`
+writes the regions as annotations that QuPath imports.
 """
 
 # %%
@@ -41,6 +43,7 @@ from sklearn_gastric.datasets import (
     make_patch_dataset,
 )
 from sklearn_gastric.pipeline import make_gastric_pipeline, predict_slides
+from sklearn_gastric.visualization import SlideGraphDisplay, TileGalleryDisplay
 
 torch.set_num_threads(1)  # often faster on a busy laptop
 
@@ -71,7 +74,7 @@ pipe = make_gastric_pipeline(
 (image,), (label,), (true_mask,) = make_gastric_slides(
     1, size=768, classes=["carcinoma"], lesion_fraction=0.08, random_state=7
 )
-slide = Slide(image, name="synthetic carcinoma")
+slide = Slide(image, name="synthetic carcinoma", mpp=0.5)
 
 # %%
 # Display the lesion map
@@ -81,8 +84,12 @@ slide = Slide(image, name="synthetic carcinoma")
 # lesion map, the top-K selector's the numbered tiles (in score order), the
 # graph step the edges between them, and the GCN the class probabilities.
 # :meth:`~sklearn_gastric.visualization.LesionMapDisplay.from_prediction`
-# draws it, with the probabilities in the title.
-# Green outlines are the regions above the threshold.
+# draws it, with the probabilities in the title. Only the pixels above the
+# lesion threshold are painted, from yellow (just above it) to an opaque red
+# (probability 1); everything below stays clear, so the tissue under a
+# suspected lesion and around it can be read. Black outlines are the regions
+# above the threshold; the numbered blue squares the top-K tiles. The scale
+# bar needs the slide's resolution: synthetic slides are at 0.5 µm per pixel.
 fig, (ax_true, ax_map) = plt.subplots(1, 2, figsize=(12, 5.6))
 ax_true.imshow(image)
 ax_true.contour(true_mask, levels=[0.5], colors="lime", linewidths=1)
@@ -91,6 +98,16 @@ ax_true.set_axis_off()
 (prediction,) = predict_slides(pipe, [slide], threshold=0.5)
 display = LesionMapDisplay.from_prediction(prediction, ax=ax_map)
 fig.tight_layout()
+
+# %%
+# The top-K tiles and their graph
+# -------------------------------
+# The tiles the classifier looked at, as the segmenter read them, with the
+# outline of their pixels above the threshold; and the Pearson graph over
+# them, each node at its tile's place on the slide
+# (``show_edges=True`` draws the same edges on the lesion map).
+TileGalleryDisplay.from_prediction(prediction, n_cols=4)
+SlideGraphDisplay(prediction.graph).plot()
 
 # %%
 # The map and its regions
@@ -153,7 +170,9 @@ if collection["features"]:
 # QuPath opens: the GeoJSON coordinates are level-0 pixels of the file. The
 # slide shows skin, not stomach, and the network was trained on synthetic
 # patches only, so the map is a demonstration of the mechanics, not a
-# finding.
+# finding. The classifier says so itself: the slide's out-of-distribution
+# score (how far its top-K tiles lie from the training slides' tiles) is
+# above the threshold learnt at ``fit``, and the title carries the warning.
 cmu = fetch_cmu_small_region()
 fig, ax = plt.subplots(figsize=(6, 7))
 (cmu_prediction,) = predict_slides(pipe, [cmu], threshold=0.5)
@@ -164,4 +183,9 @@ with tempfile.TemporaryDirectory() as folder:
 print(
     f"{display.lesion_map.name}: {len(display.bag)} tissue tiles analysed, "
     f"{n_features} regions exported"
+)
+print(
+    f"out of distribution: {cmu_prediction.out_of_distribution} "
+    f"(score {cmu_prediction.ood_score:.3g}, threshold "
+    f"{cmu_prediction.ood_threshold:.3g})"
 )

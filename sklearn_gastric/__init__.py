@@ -16,6 +16,7 @@ from ._version import __version__
 from .baselines import PooledFeatureClassifier, ProportionThresholdClassifier
 from .graph import PearsonGraphBuilder, SlideGraph, TopKSelector
 from .io import Slide, SlideError, open_slide
+from .metrics import expected_calibration_error
 from .pipeline import SlidePrediction, make_gastric_pipeline, predict_slides
 from .preprocessing import (
     OtsuFilter,
@@ -24,7 +25,12 @@ from .preprocessing import (
     Tiler,
     UnreadableTileWarning,
 )
-from .visualization import LesionMapDisplay, export_geojson, lesion_map
+from .visualization import (
+    LesionMapDisplay,
+    ReliabilityDiagramDisplay,
+    export_geojson,
+    lesion_map,
+)
 
 __all__ = [
     "GCNSlideClassifier",
@@ -35,6 +41,7 @@ __all__ = [
     "PearsonGraphBuilder",
     "PooledFeatureClassifier",
     "ProportionThresholdClassifier",
+    "ReliabilityDiagramDisplay",
     "Slide",
     "SlideError",
     "SlideGraph",
@@ -45,6 +52,7 @@ __all__ = [
     "TopKSelector",
     "UnreadableTileWarning",
     "__version__",
+    "expected_calibration_error",
     "export_geojson",
     "lesion_map",
     "load_model",

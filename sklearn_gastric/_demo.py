@@ -183,11 +183,29 @@ def run_demo(
             "lesion_map_png": record["lesion_map_png"],
             "geojson": record["geojson"],
         },
+        "slide_ood_score": record["ood_score"],
+        "slide_out_of_distribution": record["out_of_distribution"],
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     say(f"done; wrote {out_dir / 'summary.json'}")
+    if verbose:
+        print(
+            "\nPredict more slides with the model the demo left:\n"
+            f"  {predict_command(model_path, slide, out_dir)}"
+        )
     return summary
+
+
+def predict_command(model_path, slide, out_dir):
+    """The ``sklearn-gastric predict`` command line that reuses the demo's
+    model on its slide (quoted for a POSIX shell)."""
+    import shlex
+
+    target = slide.path if slide.path is not None else "SLIDE"
+    words = ["sklearn-gastric", "predict", str(model_path), str(target)]
+    words += ["--out", str(Path(out_dir) / "predictions"), "--report"]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _train_segmenter(config, target, random_state, say, verbose):
@@ -262,6 +280,10 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
         classifier=GCNSlideClassifier(
             max_epochs=config.gcn_epochs,
             class_weight="balanced",
+            # Temperature scaling halved the held-out calibration error of
+            # this recipe (docs/benchmarks.md); it needs 5 slides of each
+            # class in every training fold, which tiny cohorts lack.
+            calibration="temperature" if _can_calibrate(config) else None,
             random_state=random_state,
         ),
     )
@@ -276,6 +298,13 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
         pipe.fit(slides, labels)
         segmenter.set_params(memory=None)
     return pipe, _report(labels, predicted, config)
+
+
+def _can_calibrate(config, n_classes=4, calibration_cv=5):
+    """Whether each cross-validation training fold holds ``calibration_cv``
+    slides of every class (the cohort is balanced over the classes)."""
+    per_class = config.n_slides // n_classes
+    return per_class - -(-per_class // config.cv_folds) >= calibration_cv
 
 
 def _report(labels, predicted, config):
@@ -315,16 +344,25 @@ def _predict_slide(pipe, slide, out_dir, is_cmu):
 
     matplotlib.use("Agg")
 
-    from ._prediction_folder import write_slide_outputs
+    from ._prediction_folder import ood_warning, write_slide_outputs
     from .pipeline import predict_slides
 
     (prediction,) = predict_slides(pipe, [slide])
     record = write_slide_outputs(prediction, out_dir, Path(slide.name).stem)
     note = " (skin, not gastric: a smoke test)" if is_cmu else ""
     print(f"\n{slide.name}{note}: {record['predicted_class']}")
+    warning = ood_warning(record)
+    if warning is not None:
+        print(f"  {warning}")
+    elif record["out_of_distribution"] is False:
+        print(
+            f"  in distribution (score {record['ood_score']:.3g} <= threshold "
+            f"{record['ood_threshold']:.3g})"
+        )
     for name, p in record["probabilities"].items():
         print(f"  P({name}) = {p:.3f}")
     print(f"  {record['n_lesion_regions']} suspected lesion region(s)")
+    print(f"  lesion map: {record['lesion_map_png']}")
     return record
 
 

@@ -43,6 +43,13 @@ class SlidePrediction:
     patch_classes : ndarray of shape (n_patch_classes,) or None
         The segmenter's classes: the columns of ``bag.patch_proba``, which
         classify the lesion regions.
+    ood_score : float or None
+        How unlike the training slides this slide is (the classifier's
+        ``ood_score``; larger is more unlike); None when the last step
+        gives none.
+    ood_threshold : float or None
+        The score above which a slide is out of distribution (the
+        classifier's ``ood_threshold_``).
     """
 
     slide: Slide
@@ -53,6 +60,8 @@ class SlidePrediction:
     proba: np.ndarray = None
     lesion_map: LesionMap = None
     patch_classes: np.ndarray = None
+    ood_score: float = None
+    ood_threshold: float = None
 
     def __repr__(self):
         return (
@@ -73,6 +82,14 @@ class SlidePrediction:
         if self.proba is None:
             return None
         return self.classes[int(np.argmax(self.proba))]
+
+    @property
+    def out_of_distribution(self):
+        """Whether the slide is unlike the training slides (``ood_score`` above
+        ``ood_threshold``); None when the classifier gives no score."""
+        if self.ood_score is None or self.ood_threshold is None:
+            return None
+        return bool(self.ood_score > self.ood_threshold)
 
     @property
     def top_coords(self):
@@ -100,8 +117,10 @@ class SlidePrediction:
         record : dict
             ``name``, ``path``, ``classes``, ``predicted_class``,
             ``probabilities``, ``n_tissue_tiles``, ``top_tiles`` (``rank``,
-            ``x``, ``y``, ``size``, ``score``), ``n_lesion_regions`` and
-            ``lesion_threshold``.
+            ``x``, ``y``, ``size``, ``score``), ``n_lesion_regions``,
+            ``lesion_threshold``, ``ood_score``, ``ood_threshold`` and
+            ``out_of_distribution`` (None when the classifier gives no
+            score).
         """
         classes = [] if self.classes is None else [str(c) for c in self.classes]
         proba = [] if self.proba is None else [float(p) for p in self.proba]
@@ -123,6 +142,9 @@ class SlidePrediction:
             "top_tiles": top,
             "n_lesion_regions": len(self.lesion_map.regions),
             "lesion_threshold": float(self.lesion_map.threshold),
+            "ood_score": _float_or_none(self.ood_score),
+            "ood_threshold": _float_or_none(self.ood_threshold),
+            "out_of_distribution": self.out_of_distribution,
         }
 
 
@@ -176,8 +198,10 @@ def predict_slides(pipeline, slides, *, threshold=0.5, downsample=None):
     ``prob_maps`` (the segmenter's) is each slide's :attr:`~SlidePrediction.bag`
     and gives its lesion map, a later TileBag output (the top-K
     selector's) its :attr:`~SlidePrediction.top_tiles`, a SlideGraph output
-    its :attr:`~SlidePrediction.graph`, and the last step's
-    ``predict_proba`` its probabilities.
+    its :attr:`~SlidePrediction.graph`, the last step's
+    ``predict_proba`` its probabilities, and the last step's ``ood_score``
+    and ``ood_threshold_`` (a :class:`~sklearn_gastric.GCNSlideClassifier`'s)
+    its out-of-distribution score and flag.
 
     Parameters
     ----------
@@ -264,6 +288,8 @@ def predict_slides(pipeline, slides, *, threshold=0.5, downsample=None):
                 proba=_item(proba, index),
                 lesion_map=lesion_map(bag, threshold, downsample=downsample),
                 patch_classes=patch_classes,
+                ood_score=_item(outputs["ood_score"], index),
+                ood_threshold=outputs["ood_threshold"],
             )
         )
     return predictions
@@ -272,11 +298,21 @@ def predict_slides(pipeline, slides, *, threshold=0.5, downsample=None):
 def _run_steps(pipeline, slides):
     """Each step's transform in turn, keeping the outputs a prediction holds."""
     Xt = slides
-    outputs = {"bags": None, "selected": None, "graphs": None, "proba": None}
+    outputs = {
+        "bags": None,
+        "selected": None,
+        "graphs": None,
+        "proba": None,
+        "ood_score": None,
+        "ood_threshold": None,
+    }
     steps = [step for _, step in pipeline.steps if step not in (None, "passthrough")]
     for index, step in enumerate(steps):
         if index == len(steps) - 1 and hasattr(step, "predict_proba"):
             outputs["proba"] = np.asarray(step.predict_proba(Xt))
+            if hasattr(step, "ood_score") and hasattr(step, "ood_threshold_"):
+                outputs["ood_score"] = [float(v) for v in step.ood_score(Xt)]
+                outputs["ood_threshold"] = float(step.ood_threshold_)
             break
         Xt = step.transform(Xt)
         first = Xt[0] if len(Xt) else None
@@ -293,3 +329,7 @@ def _run_steps(pipeline, slides):
 
 def _item(values, index):
     return None if values is None else values[index]
+
+
+def _float_or_none(value):
+    return None if value is None else float(value)

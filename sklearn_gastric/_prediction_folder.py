@@ -26,18 +26,21 @@ from pathlib import Path
 from ._version import __version__
 from .utils import file_lock, write_text_atomic
 
-__all__ = ["PredictionFolder", "write_slide_outputs"]
+__all__ = ["PredictionFolder", "ood_warning", "write_slide_outputs"]
 
 RECORD_SUFFIX = "_prediction.json"
 LESION_MAP_SUFFIX = "_lesion_map.png"
 GEOJSON_SUFFIX = "_lesions.geojson"
+TOP_TILES_SUFFIX = "_top_tiles.png"
+GRAPH_SUFFIX = "_graph.png"
 INDEX_FILES = {"json": "predictions.json", "csv": "predictions.csv"}
 _LOCK = ".predictions.lock"
 _RUNNING = "running"
 
 
 def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
-    """Write one slide's lesion map PNG and QuPath GeoJSON; return its record.
+    """Write one slide's lesion map PNG, QuPath GeoJSON, top-K gallery and
+    graph PNGs; return its record.
 
     The one writer of per-slide outputs, for ``predict`` and the demo.
 
@@ -48,28 +51,57 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     folder : pathlib.Path
         An existing, writable folder.
     stem : str
-        The files are ``<stem>_lesion_map.png`` and ``<stem>_lesions.geojson``.
+        The files are ``<stem>_lesion_map.png``, ``<stem>_lesions.geojson``,
+        ``<stem>_top_tiles.png`` (when the pipeline selects tiles) and
+        ``<stem>_graph.png`` (when it builds a graph).
     max_size : int, default=1024
         Longest side of the lesion map's thumbnail.
 
     Returns
     -------
     record : dict
-        ``prediction.to_dict()`` with ``lesion_map_png`` and ``geojson``, the
-        files written.
+        ``prediction.to_dict()`` with ``lesion_map_png``, ``geojson``,
+        ``top_tiles_png`` and ``graph_png``, the files written (None for a
+        file not written).
     """
     from .utils import save_figure
-    from .visualization import LesionMapDisplay, export_geojson
+    from .visualization import (
+        LesionMapDisplay,
+        SlideGraphDisplay,
+        TileGalleryDisplay,
+        export_geojson,
+    )
 
     folder = Path(folder)
     display = LesionMapDisplay.from_prediction(prediction, max_size=max_size)
     png = save_figure(display.figure_, folder / f"{stem}{LESION_MAP_SUFFIX}")
     geojson = export_geojson(prediction, folder / f"{stem}{GEOJSON_SUFFIX}")
+    gallery = graph = None
+    if len(prediction.top_coords):
+        figure = TileGalleryDisplay.from_prediction(prediction).figure_
+        gallery = str(save_figure(figure, folder / f"{stem}{TOP_TILES_SUFFIX}"))
+    if prediction.graph is not None and prediction.graph.coords is not None:
+        figure = SlideGraphDisplay(prediction.graph).plot().figure_
+        graph = str(save_figure(figure, folder / f"{stem}{GRAPH_SUFFIX}"))
     return {
         **prediction.to_dict(),
         "lesion_map_png": str(png),
         "geojson": str(geojson),
+        "top_tiles_png": gallery,
+        "graph_png": graph,
     }
+
+
+def ood_warning(record):
+    """The warning printed beside a slide's class when it is out of
+    distribution; None when it is not (or the model gives no score)."""
+    if not record.get("out_of_distribution"):
+        return None
+    return (
+        f"OUT OF DISTRIBUTION (score {record['ood_score']:.3g} > threshold "
+        f"{record['ood_threshold']:.3g}): this slide is unlike the training "
+        "slides; do not trust its class or probabilities"
+    )
 
 
 class PredictionFolder:
@@ -133,6 +165,8 @@ class PredictionFolder:
             for path in (
                 self.output_path(stem, LESION_MAP_SUFFIX),
                 self.output_path(stem, GEOJSON_SUFFIX),
+                self.output_path(stem, TOP_TILES_SUFFIX),
+                self.output_path(stem, GRAPH_SUFFIX),
                 record,
             ):
                 try:
@@ -212,6 +246,7 @@ def _csv_text(document):
     writer.writerow(
         ["name", "path", "predicted_class"]
         + [f"p_{c}" for c in classes]
+        + ["out_of_distribution", "ood_score"]
         + ["n_tissue_tiles", "n_lesion_regions", "top_tiles", "lesion_map_png"]
         + ["geojson", "model", "error"]
     )
@@ -221,13 +256,24 @@ def _csv_text(document):
         writer.writerow(
             [record["name"], record["path"], record["predicted_class"]]
             + [f"{probabilities[c]:.6f}" if c in probabilities else "" for c in classes]
+            + [_csv_value(record.get("out_of_distribution"))]
+            + [_csv_value(record.get("ood_score"))]
             + [record["n_tissue_tiles"], record["n_lesion_regions"], tiles]
             + [record["lesion_map_png"], record["geojson"], record["model"], ""]
         )
     for record in document["errors"]:
         writer.writerow(
             [record.get("name", ""), record.get("path", ""), ""]
-            + [""] * len(classes)
+            + [""] * (len(classes) + 2)
             + ["", "", "", "", "", record.get("model", ""), record["error"]]
         )
     return buffer.getvalue()
+
+
+def _csv_value(value):
+    """A JSON value in a CSV cell: empty for None, ``true``/``false`` for a flag."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:.6g}"

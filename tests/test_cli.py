@@ -220,6 +220,29 @@ def test_predict_json_with_lesion_maps(model, cohort, tmp_path):
         assert len(collection["features"]) == entry["n_lesion_regions"]
 
 
+def test_predict_report_and_the_flag_in_each_record(
+    model, cohort, cmu_slide_path, tmp_path, capsys
+):
+    out = tmp_path / "report"
+    slides = [str(cohort["paths"][0]), str(cmu_slide_path)]
+    assert main(["predict", str(model), *slides, "--out", str(out), "--report"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert f"wrote {out / 'report.html'}" in captured.err
+    document = json.loads((out / "predictions.json").read_text())
+    pipe = load_model(model)
+    threshold = pipe[-1].ood_threshold_
+    for entry in document["slides"]:
+        assert entry["ood_threshold"] == pytest.approx(threshold)
+        assert entry["out_of_distribution"] == (entry["ood_score"] > threshold)
+        line = next(x for x in printed.splitlines() if x.startswith(entry["name"]))
+        assert ("OUT OF DISTRIBUTION" in line) == entry["out_of_distribution"]
+    page = (out / "report.html").read_text()
+    for entry in document["slides"]:
+        assert entry["name"] in page
+    assert page.count("data:image/png;base64,") == 3 * len(document["slides"])
+
+
 def test_predict_csv(model, cohort, tmp_path, capsys):
     out = tmp_path / "csv"
     path = cohort["paths"][3]

@@ -431,25 +431,26 @@ def test_an_interrupted_lesion_map_never_appears_truncated(
     from sklearn_gastric.cli import main
 
     out = tmp_path / "out"
-    calls = []
+    first, second, third = cli_cohort["paths"][:3]
     save = Figure.savefig
 
     def interrupted_savefig(self, fname, **kwargs):
-        calls.append(fname)
-        if len(calls) == 2:
+        # The second slide's lesion map, its first picture.
+        if Path(fname).name.startswith(f".{second.stem}_lesion_map.png"):
             with open(fname, "wb") as file:
                 file.write(b"\x89PNG\r\n\x1a\n half")
             raise KeyboardInterrupt
         return save(self, fname, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", interrupted_savefig)
-    first, second, third = cli_cohort["paths"][:3]
     assert main(["predict", str(cli_model), str(first), str(second), str(third),
                  "--out", str(out), "-q"]) == 130  # fmt: skip
     document = assert_folder_agrees_with_its_index(out)
     assert [s["name"] for s in document["slides"]] == [first.name]
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
         f"{first.stem}_lesion_map.png",
+        f"{first.stem}_top_tiles.png",
+        f"{first.stem}_graph.png",
         f"{first.stem}_lesions.geojson",
         f"{first.stem}_prediction.json",
         "predictions.json",

@@ -16,6 +16,7 @@ SUBPACKAGES = [
     "datasets",
     "graph",
     "io",
+    "metrics",
     "preprocessing",
     "segmentation",
     "utils",

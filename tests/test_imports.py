@@ -28,6 +28,7 @@ PACKAGES = [
     "sklearn_gastric.datasets",
     "sklearn_gastric.graph",
     "sklearn_gastric.io",
+    "sklearn_gastric.metrics",
     "sklearn_gastric.pipeline",
     "sklearn_gastric.preprocessing",
     "sklearn_gastric.segmentation",

@@ -322,13 +322,18 @@ def test_write_slide_outputs_writes_the_map_and_geojson_of_the_record(
         **prediction.to_dict(),
         "lesion_map_png": str(tmp_path / "s0_lesion_map.png"),
         "geojson": str(tmp_path / "s0_lesions.geojson"),
+        "top_tiles_png": str(tmp_path / "s0_top_tiles.png"),
+        "graph_png": str(tmp_path / "s0_graph.png"),
     }
-    assert (tmp_path / "s0_lesion_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("s0_lesion_map.png", "s0_top_tiles.png", "s0_graph.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     collection = json.loads((tmp_path / "s0_lesions.geojson").read_text())
     assert len(collection["features"]) == record["n_lesion_regions"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "s0_graph.png",
         "s0_lesion_map.png",
         "s0_lesions.geojson",
+        "s0_top_tiles.png",
     ]
 
 

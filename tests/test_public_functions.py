@@ -25,6 +25,7 @@ PACKAGES = [
     "sklearn_gastric.datasets",
     "sklearn_gastric.graph",
     "sklearn_gastric.io",
+    "sklearn_gastric.metrics",
     "sklearn_gastric.preprocessing",
     "sklearn_gastric.segmentation",
     "sklearn_gastric.visualization",

@@ -265,6 +265,11 @@ def _add_predict(commands):
         help="predictions file format (default: %(default)s)",
     )
     predict.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.html, one self-contained page for the whole folder",
+    )
+    predict.add_argument(
         "--threshold",
         type=_fraction,
         default=0.5,

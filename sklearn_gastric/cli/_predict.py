@@ -64,7 +64,7 @@ def _distinct_paths(paths):
 
 
 def predict_command(args):
-    from .._prediction_folder import PredictionFolder
+    from .._prediction_folder import PredictionFolder, ood_warning
     from ..io import SlideError, open_slide
 
     out_dir = check_out_dir(args.out)
@@ -124,10 +124,17 @@ def predict_command(args):
     finally:
         folder.release()
         index, document = folder.write_index(args.format)
+    if args.report:
+        from .._report import write_report
+
+        report = write_report(document, out_dir)
+        say(args, f"wrote {report}")
     width = max((len(r["name"]) for r in results), default=0)
     for result in results:
         p = result["probabilities"][result["predicted_class"]]
-        print(f"{result['name']:<{width}}  {result['predicted_class']}  ({p:.2f})")
+        line = f"{result['name']:<{width}}  {result['predicted_class']}  ({p:.2f})"
+        warning = ood_warning(result)
+        print(line if warning is None else f"{line}  {warning}")
     earlier = len(document["slides"]) + len(document["errors"]) - len(paths)
     say(
         args,

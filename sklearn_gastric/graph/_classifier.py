@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
@@ -18,6 +19,13 @@ from ..utils._validation import (
     check_labels,
     check_slide_graphs,
     stratified_split,
+)
+from ._confidence import (
+    conformal_threshold,
+    fit_node_density,
+    fit_temperature,
+    out_of_fold_splits,
+    slide_distance,
 )
 from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
 
@@ -78,6 +86,19 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         state is left as it was.
     verbose : int, default=0
         Print skorch's per-epoch table when positive.
+    calibration : {"temperature"} or None, default=None
+        ``"temperature"`` rescales the logits by one temperature learnt on
+        out-of-fold predictions of the training slides (``calibration_cv``
+        extra fits of the network, each on the other folds), so that the
+        probabilities match how often the class is right; the predicted
+        class never changes. None keeps the network's own softmax.
+    calibration_cv : int, default=5
+        Folds of the training slides (stratified by label) for the
+        temperature and for the out-of-distribution threshold.
+    ood_false_alarm_rate : float, default=0.05
+        Share of in-distribution slides the out-of-distribution flag may
+        raise on: ``ood_threshold_`` is the split-conformal quantile of the
+        out-of-fold training scores at ``1 - ood_false_alarm_rate``.
 
     Attributes
     ----------
@@ -93,6 +114,15 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
     net_ : skorch.NeuralNet
         The trained network; ``net_.module_`` is the :class:`GCN` and
         ``net_.history`` the training history.
+    temperature_ : float
+        The logits' temperature (1.0 without ``calibration``).
+    ood_location_ : ndarray of shape (``n_node_features_``,)
+        Mean of the standardised training nodes, for :meth:`ood_score`.
+    ood_precision_ : ndarray of shape (``n_node_features_``, ``n_node_features_``)
+        Their inverse (Ledoit-Wolf) covariance.
+    ood_threshold_ : float
+        :meth:`ood_score` above which a slide is out of distribution
+        (:meth:`is_out_of_distribution`).
 
     See Also
     --------
@@ -111,6 +141,16 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
     (tens of nodes), so splitting each matrix product over threads costs
     more than it saves, up to ten times more on a busy machine. Parallelise
     over fits instead (e.g. ``GridSearchCV(n_jobs=...)``).
+
+    The out-of-distribution score of a slide is the median, over its nodes,
+    of the squared Mahalanobis distance of the node's standardised features
+    to the training nodes (per feature). Its threshold is learnt without
+    leaking: each fold's slides are scored against a density fitted on the
+    other folds, and the threshold is the conformal quantile of those
+    scores, so that on new slides like the training ones the flag is raised
+    on at most ``ood_false_alarm_rate`` of them (exchangeability assumed).
+    A flagged slide's class and probabilities describe a cohort it does not
+    belong to; they are not to be trusted, however close to 1.
 
     Examples
     --------
@@ -148,6 +188,9 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "calibration": [StrOptions({"temperature"}), None],
+        "calibration_cv": [Interval(Integral, 2, None, closed="left")],
+        "ood_false_alarm_rate": [Interval(Real, 0, 1, closed="neither")],
     }
 
     def __init__(
@@ -166,6 +209,9 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         device="cpu",
         random_state=None,
         verbose=0,
+        calibration=None,
+        calibration_cv=5,
+        ood_false_alarm_rate=0.05,
     ):
         self.hidden_units = hidden_units
         self.n_layers = n_layers
@@ -181,6 +227,9 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.calibration = calibration
+        self.calibration_cv = calibration_cv
+        self.ood_false_alarm_rate = ood_false_alarm_rate
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -223,15 +272,64 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
             held_out = held_out_settings(
                 _StratifiedSplit(self.validation_fraction, seed), self.patience
             )
-        net = self._make_net(
-            module__in_features=self.n_node_features_,
-            module__n_classes=len(self.classes_),
-            criterion__weight=weight,
-            **held_out,
-        )
+
+        def train(indices):
+            net = self._make_net(
+                module__in_features=self.n_node_features_,
+                module__n_classes=len(self.classes_),
+                criterion__weight=weight,
+                **held_out,
+            )
+            subset = [graphs[i] for i in indices]
+            return fit_seeded(net, self._dataset(subset, y_encoded[indices]), seed)
+
+        folds = out_of_fold_splits(y_encoded, self.calibration_cv, seed)
+        self._fit_ood(graphs, folds)
+        self.temperature_ = 1.0
         with _one_cpu_thread(self.device):
-            self.net_ = fit_seeded(net, self._dataset(graphs, y_encoded), seed)
+            if self.calibration == "temperature":
+                if not folds:
+                    raise ValueError(
+                        f"GCNSlideClassifier: calibration='temperature' needs "
+                        f"out-of-fold predictions; {len(graphs)} graphs are too "
+                        f"few for calibration_cv={self.calibration_cv}."
+                    )
+                logits = np.zeros((len(graphs), len(self.classes_)))
+                for train_index, test_index in folds:
+                    logits[test_index] = _logits(
+                        train(train_index),
+                        self._dataset([graphs[i] for i in test_index]),
+                    )
+                self.temperature_ = fit_temperature(logits, y_encoded)
+            self.net_ = train(np.arange(len(graphs)))
         return self
+
+    def _fit_ood(self, graphs, folds):
+        """The training nodes' density and the conformal threshold of the
+        out-of-fold slide distances."""
+        nodes = [self._standardise(g.features) for g in graphs]
+        if folds:
+            scores = np.zeros(len(graphs))
+            for train_index, test_index in folds:
+                density = fit_node_density(
+                    np.concatenate([nodes[i] for i in train_index])
+                )
+                for i in test_index:
+                    scores[i] = slide_distance(nodes[i], *density)
+        self.ood_location_, self.ood_precision_ = fit_node_density(
+            np.concatenate(nodes)
+        )
+        if not folds:
+            # Too few slides to hold any out: in-sample distances, which
+            # underestimate the out-of-sample ones.
+            scores = [slide_distance(n, *self._ood_density()) for n in nodes]
+        self.ood_threshold_ = conformal_threshold(scores, self.ood_false_alarm_rate)
+
+    def _ood_density(self):
+        return self.ood_location_, self.ood_precision_
+
+    def _standardise(self, features):
+        return (features - self.feature_mean_) / self.feature_scale_
 
     def _make_net(self, **overrides):
         """The skorch net of this classifier, untrained: ``fit`` trains it,
@@ -251,10 +349,7 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         return build_net(NeuralNet, self, params, overrides)
 
     def _dataset(self, graphs, labels=None):
-        features = [
-            ((g.features - self.feature_mean_) / self.feature_scale_).astype(np.float32)
-            for g in graphs
-        ]
+        features = [self._standardise(g.features).astype(np.float32) for g in graphs]
         return GraphDataset(features, [g.adjacency for g in graphs], labels)
 
     def predict_proba(self, X):
@@ -277,9 +372,49 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
             graphs, self.n_node_features_, "the classifier was fitted with"
         )
         with _one_cpu_thread(self.device):
-            proba = self.net_.predict_proba(self._dataset(graphs))
-        proba = proba.astype(np.float64)
-        return proba / proba.sum(axis=1, keepdims=True)
+            logits = _logits(self.net_, self._dataset(graphs))
+        # Models saved before calibration existed have no temperature.
+        return softmax(logits / getattr(self, "temperature_", 1.0), axis=1)
+
+    def ood_score(self, X):
+        """How unlike the training slides each slide is.
+
+        Parameters
+        ----------
+        X : list of SlideGraph
+
+        Returns
+        -------
+        score : ndarray of shape (n_graphs,)
+            The median over the slide's nodes of their squared Mahalanobis
+            distance to the training nodes, per feature (about 1 or less for
+            training-like slides; larger is more unlike). Compare with
+            ``ood_threshold_``.
+        """
+        check_is_fitted(self, "ood_threshold_")
+        graphs = check_slide_graphs(X, type(self).__name__)
+        _check_feature_length(
+            graphs, self.n_node_features_, "the classifier was fitted with"
+        )
+        return np.array(
+            [
+                slide_distance(self._standardise(g.features), *self._ood_density())
+                for g in graphs
+            ]
+        )
+
+    def is_out_of_distribution(self, X):
+        """Whether each slide's :meth:`ood_score` is above ``ood_threshold_``.
+
+        Parameters
+        ----------
+        X : list of SlideGraph
+
+        Returns
+        -------
+        flag : ndarray of shape (n_graphs,), dtype bool
+        """
+        return self.ood_score(X) > self.ood_threshold_
 
     def predict(self, X):
         """The most probable class of each slide.
@@ -322,6 +457,11 @@ class _StratifiedSplit:
             )
         train, valid = stratified_split(dataset.labels, self.fraction, self.seed)
         return Subset(dataset, train), Subset(dataset, valid)
+
+
+def _logits(net, dataset):
+    """The network's class logits for a dataset of graphs, float64."""
+    return net.forward(dataset, training=False).numpy().astype(np.float64)
 
 
 def _check_feature_length(graphs, expected, reference):

@@ -4,10 +4,18 @@ import numpy as np
 
 from ..graph import SlideGraph
 from ..preprocessing import TileBag
-from ._drawing import draw_overlay, draw_regions, draw_tiles
+from ._drawing import (
+    draw_legend,
+    draw_overlay,
+    draw_regions,
+    draw_scale_bar,
+    draw_tiles,
+)
 from ._lesion_map import lesion_map
 
-__all__ = ["LesionMapDisplay"]
+__all__ = ["OOD_WARNING", "LesionMapDisplay"]
+
+OOD_WARNING = "OUT OF DISTRIBUTION: unlike the training slides, do not trust the class"
 
 
 class LesionMapDisplay:
@@ -49,6 +57,12 @@ class LesionMapDisplay:
         The segmented tiles the map was made from, kept so that the regions
         can be exported without segmenting again
         (``export_geojson(display.bag, path)``).
+    mpp : float, default=None
+        Microns per level-0 pixel, for the scale bar; None draws none.
+    out_of_distribution : bool, default=None
+        True puts a warning in the title that the slide is unlike the
+        training slides, so its class and probabilities are not to be
+        trusted.
 
     Attributes
     ----------
@@ -59,7 +73,12 @@ class LesionMapDisplay:
     image_ : matplotlib AxesImage
         The thumbnail.
     overlay_ : matplotlib AxesImage
-        The lesion probability (transparent where no tile was analysed).
+        The lesion probability above the threshold, as RGBA: fully
+        transparent at or below it and where no tile was analysed.
+    legend_ : matplotlib Legend or None
+        The legend of the outlines.
+    scale_bar_ : AnchoredSizeBar or None
+        The scale bar (None without ``mpp``).
     contours_ : list of matplotlib Line2D
         The outlines of the suspected lesion regions.
     tiles_ : list of matplotlib Rectangle
@@ -107,6 +126,8 @@ class LesionMapDisplay:
         classes=None,
         proba=None,
         bag=None,
+        mpp=None,
+        out_of_distribution=None,
     ):
         self.lesion_map = lesion_map
         self.thumbnail = thumbnail
@@ -117,34 +138,57 @@ class LesionMapDisplay:
         self.classes = classes
         self.proba = proba
         self.bag = bag
+        self.mpp = mpp
+        self.out_of_distribution = out_of_distribution
 
     def plot(
         self,
         ax=None,
         *,
-        cmap="inferno",
-        alpha=0.5,
+        cmap="autumn_r",
+        alpha=(0.3, 0.75),
         show_regions=True,
+        show_tiles=True,
+        show_edges=False,
+        legend=True,
+        scale_bar=True,
         colorbar=True,
-        tile_color="cyan",
-        edge_color="yellow",
-        region_color="lime",
+        tile_color="#0072b2",
+        edge_color="#0072b2",
+        region_color="black",
     ):
         """Draw the display.
+
+        The tissue stays visible: pixels whose lesion probability is at or
+        below the map's threshold are not painted at all; above it the
+        colour runs along ``cmap`` and the opacity grows with the
+        probability.
 
         Parameters
         ----------
         ax : matplotlib Axes, default=None
             Axes to draw on; a new figure is made when None.
-        cmap : str or matplotlib Colormap, default="inferno"
-            Colour map of the probability overlay (0 to 1).
-        alpha : float, default=0.5
-            Opacity of the overlay.
+        cmap : str or matplotlib Colormap, default="autumn_r"
+            Colour map of the overlay, from the threshold (its low end) to
+            probability 1 (its high end).
+        alpha : float or (float, float), default=(0.3, 0.75)
+            Opacity of the overlay just above the threshold and at
+            probability 1 (linear in between); one float: the same opacity
+            for every painted pixel.
         show_regions : bool, default=True
-            Outline the suspected lesion regions.
+            Outline the suspected lesion regions (probability above the
+            threshold).
+        show_tiles : bool, default=True
+            Outline and number the top-K tiles.
+        show_edges : bool, default=False
+            Draw the slide graph's edges between the top-K tiles.
+        legend : bool, default=True
+            A legend of the outlines, below the image.
+        scale_bar : bool, default=True
+            A scale bar in µm, when ``mpp`` is known.
         colorbar : bool, default=True
-            Add a probability colour bar.
-        tile_color, edge_color, region_color : str, default="cyan", "yellow", "lime"
+            A colour bar of the overlay's probabilities.
+        tile_color, edge_color, region_color : str
             Colours of the top-K tile outlines, the graph edges and the
             region outlines.
 
@@ -156,37 +200,53 @@ class LesionMapDisplay:
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots()
+            _, ax = plt.subplots(figsize=(7, 6.5))
+        alpha = _alpha_range(alpha)
         width, height = self.lesion_map.slide_dimensions
         extent = self.thumbnail_extent
         if extent is None:
             extent = (0, width, height, 0)
         self.image_ = ax.imshow(
-            self.thumbnail, extent=tuple(extent), interpolation="bilinear"
+            self.thumbnail, extent=tuple(extent), interpolation="bilinear", zorder=1
         )
-        self.overlay_ = draw_overlay(ax, self.lesion_map, cmap, alpha)
+        self.overlay_, scale = draw_overlay(ax, self.lesion_map, cmap, alpha)
         self.contours_ = (
             draw_regions(ax, self.lesion_map, region_color) if show_regions else []
         )
-        self.tiles_, self.edges_ = draw_tiles(
-            ax,
-            self.tile_coords,
-            self.tile_footprint,
-            self.adjacency,
-            name=self.lesion_map.name,
-            tile_color=tile_color,
-            edge_color=edge_color,
-        )
+        self.tiles_, self.edges_ = [], None
+        if show_tiles:
+            self.tiles_, self.edges_ = draw_tiles(
+                ax,
+                self.tile_coords,
+                self.tile_footprint,
+                self.adjacency,
+                name=self.lesion_map.name,
+                tile_color=tile_color,
+                edge_color=edge_color,
+                show_edges=show_edges,
+            )
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)
-        ax.set_title(self._title())
+        ax.set_title(self._title(), fontsize=9)
         ax.set_axis_off()
+        self.legend_ = None
+        if legend:
+            self.legend_ = draw_legend(
+                ax,
+                threshold=self.lesion_map.threshold,
+                regions=self.contours_,
+                tiles=self.tiles_,
+                edges=self.edges_,
+                region_color=region_color,
+                tile_color=tile_color,
+            )
+        self.scale_bar_ = draw_scale_bar(ax, self.mpp, width) if scale_bar else None
         self.colorbar_ = None
         if colorbar:
-            self.colorbar_ = ax.figure.colorbar(
-                self.overlay_, ax=ax, fraction=0.046, pad=0.04
+            self.colorbar_ = ax.figure.colorbar(scale, ax=ax, fraction=0.046, pad=0.04)
+            self.colorbar_.set_label(
+                f"lesion probability (clear at or below {self.lesion_map.threshold:g})"
             )
-            self.colorbar_.set_label("lesion probability")
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
@@ -203,7 +263,10 @@ class LesionMapDisplay:
                 "probabilities."
             )
         listed = ", ".join(f"{c} {p:.2f}" for c, p in zip(classes, proba))
-        return f"{name}: {classes[int(np.argmax(proba))]}\n{listed}"
+        title = f"{name}: {classes[int(np.argmax(proba))]}\n{listed}"
+        if self.out_of_distribution:
+            title = f"{OOD_WARNING}\n{title}"
+        return title
 
     @classmethod
     def from_bag(
@@ -337,6 +400,8 @@ class LesionMapDisplay:
             classes=prediction.classes,
             proba=prediction.proba,
             bag=bag,
+            mpp=_slide_mpp(bag.slide),
+            out_of_distribution=prediction.out_of_distribution,
         )
         return display.plot(ax=ax, **plot_kwargs)
 
@@ -419,7 +484,22 @@ class LesionMapDisplay:
             classes=classes,
             proba=proba,
             bag=bag,
+            mpp=_slide_mpp(bag.slide),
         )
+
+
+def _alpha_range(alpha):
+    """``alpha`` as (low, high), each in [0, 1]."""
+    low, high = np.broadcast_to(np.asarray(alpha, dtype=float), (2,))
+    if not (0 <= low <= 1 and 0 <= high <= 1):
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
+    return float(low), float(high)
+
+
+def _slide_mpp(slide):
+    """Microns per level-0 pixel along x, or None when the slide has none."""
+    mpp = slide.mpp
+    return None if mpp is None else float(np.ravel(mpp)[0])
 
 
 def _thumbnail(slide, max_size):

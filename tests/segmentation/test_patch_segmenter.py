@@ -416,9 +416,12 @@ def test_learns_make_patch_dataset():
 
     patches, masks, labels = make_patch_dataset(320, tile_size=64, random_state=0)
     train, test = slice(0, 256), slice(256, None)
+    # A steady schedule to the end: at lr 3e-3, restoring the best epoch of
+    # 51 validation patches picked an epoch of Dice 0.49 on one machine's
+    # numerics and one above 0.7 on another's.
     seg = PatchSegmenter(
-        base_channels=8, depth=3, feature_dim=16, max_epochs=10, lr=3e-3,
-        batch_size=16, patience=4, random_state=0,
+        base_channels=8, depth=3, feature_dim=16, max_epochs=15, lr=1e-3,
+        batch_size=16, patience=None, random_state=0,
     ).fit(patches[train], masks[train], labels[train])  # fmt: skip
     proba = seg.predict_proba_maps(patches[test])
     predicted, truth = proba > 0.5, masks[test] >= 0.5

@@ -2,18 +2,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-from sklearn_gastric.datasets import make_gastric_slides
 from sklearn_gastric.graph import (
     GCNSlideClassifier,
-    PearsonGraphBuilder,
     SlideGraph,
     TopKSelector,
 )
 from sklearn_gastric.io import Slide
-from sklearn_gastric.preprocessing import OtsuFilter, TileBag, Tiler
+from sklearn_gastric.preprocessing import TileBag
 from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
 
 
@@ -50,9 +47,13 @@ def test_from_bag_draws_map_tiles_and_title(bag, tmp_path):
     assert all(r.get_width() == 32 for r in display.tiles_)
     assert [t.get_text() for t in display.ax_.texts] == ["1", "2", "3"]
     assert display.edges_ is None
-    overlay = display.overlay_.get_array()
-    np.testing.assert_array_equal(overlay.mask, ~lesion_map(bag).coverage)
-    np.testing.assert_array_equal(overlay.data, lesion_map(bag).probability)
+    # Only the pixels above the 0.5 threshold are painted: the 0.9 block of
+    # tile 1 and the 0.6 pixel of tile 3; tile 2's 0.3 and every 0 stay clear.
+    alpha = display.overlay_.get_array()[..., 3]
+    expected = np.zeros((8, 12), dtype=bool)
+    expected[:2, 6:8] = True
+    expected[7, 7] = True
+    np.testing.assert_array_equal(alpha > 0, expected)
     assert display.overlay_.get_extent() == [0, 96, 64, 0]
     assert display.image_.get_extent() == [0, 96, 64, 0]
     assert display.image_.get_array().shape == (64, 96, 3)
@@ -72,12 +73,73 @@ def test_from_bag_with_graph_draws_its_edges(bag):
         coords=[[64, 0], [32, 0], [0, 0]],
         name="hand-made",
     )
-    display = LesionMapDisplay.from_bag(bag, graph=graph, colorbar=False)
+    display = LesionMapDisplay.from_bag(
+        bag, graph=graph, colorbar=False, show_edges=True
+    )
     assert display.colorbar_ is None
     assert [r.get_xy() for r in display.tiles_] == [(64, 0), (32, 0), (0, 0)]
     segments = [s.tolist() for s in display.edges_.get_segments()]
     assert segments == [[[80, 16], [48, 16]], [[80, 16], [16, 16]]]
     assert display.ax_.get_title() == "hand-made"
+
+
+def test_edges_are_optional_and_off_by_default(bag):
+    graph = SlideGraph(
+        np.eye(2), [[0, 1], [1, 0]], scores=[2.0, 1.0], coords=[[64, 0], [32, 0]]
+    )
+    display = LesionMapDisplay.from_bag(bag, graph=graph)
+    assert display.edges_ is None
+    assert len(display.tiles_) == 2
+    labels = [t.get_text() for t in display.legend_.get_texts()]
+    assert labels == ["lesion p > 0.5", "top-2 tiles (rank)"]
+
+
+def test_overlay_alpha_grows_with_probability_above_threshold():
+    from matplotlib import colormaps
+
+    from sklearn_gastric.visualization._drawing import overlay_rgba
+
+    maps = np.array([[[0.0, 0.5], [0.75, 1.0]]], dtype=np.float32)
+    bag = TileBag(np.zeros((2, 4, 3), np.uint8), [[0, 0]], 2, prob_maps=maps)
+    result = lesion_map(bag, 0.5)
+    rgba = overlay_rgba(result, colormaps["autumn_r"], (0.2, 0.8))
+    # Not covered (the right half), 0 and exactly the threshold: clear;
+    # 0.75 is half-way from the threshold to 1, so half-way in opacity.
+    np.testing.assert_allclose(
+        rgba[..., 3], [[0.0, 0.0, 0.0, 0.0], [0.5, 0.8, 0.0, 0.0]], atol=1e-6
+    )
+    np.testing.assert_allclose(rgba[1, 1, :3], colormaps["autumn_r"](1.0)[:3])
+
+
+def test_scale_bar_in_microns_when_the_slide_has_mpp(bag):
+    from sklearn_gastric.visualization._drawing import nice_length
+
+    assert [nice_length(v) for v in (0.9, 1, 4.99, 19, 250, 7300)] == [
+        0.5,
+        1,
+        2,
+        10,
+        200,
+        5000,
+    ]
+    with_mpp = bag.replace(slide=Slide(np.full((64, 96, 3), 220, np.uint8), mpp=0.5))
+    display = LesionMapDisplay.from_bag(with_mpp, k=0)
+    # 96 px at 0.5 µm is 48 µm wide: a fifth is 9.6, rounded down to 5 µm.
+    assert display.scale_bar_.txt_label.get_text() == "5 µm"
+    assert LesionMapDisplay.from_bag(bag, k=0).scale_bar_ is None
+
+
+def test_out_of_distribution_slide_has_the_warning_in_its_title(bag):
+    display = LesionMapDisplay(
+        lesion_map(bag),
+        np.full((64, 96, 3), 220, np.uint8),
+        classes=["negative", "HGIN"],
+        proba=[0.0, 1.0],
+        out_of_distribution=True,
+    ).plot()
+    title = display.ax_.get_title()
+    assert title.startswith("OUT OF DISTRIBUTION")
+    assert title.endswith("hand-made: HGIN\nnegative 0.00, HGIN 1.00")
 
 
 def test_plot_on_given_axes_and_options(bag):
@@ -129,22 +191,6 @@ def test_thumbnail_of_a_real_slide_is_bounded(cmu_slide_path):
     assert len(display.tiles_) == 2
 
 
-@pytest.fixture(scope="module")
-def fitted_pipeline(tiny_segmenter):
-    slides, labels, _ = make_gastric_slides(6, size=256, random_state=0)
-    pipe = Pipeline(
-        [
-            ("tile", Tiler(tile_size=32)),
-            ("tissue", OtsuFilter(min_tissue=0.5)),
-            ("seg", FrozenEstimator(tiny_segmenter)),
-            ("topk", TopKSelector(k=4)),
-            ("graph", PearsonGraphBuilder(threshold=0.0)),
-            ("gcn", GCNSlideClassifier(hidden_units=8, max_epochs=5, random_state=0)),
-        ]
-    ).fit(slides, labels)
-    return pipe, slides
-
-
 def test_from_prediction_shows_segmenter_map_topk_graph_and_prediction(
     fitted_pipeline, tmp_path
 ):
@@ -153,7 +199,7 @@ def test_from_prediction_shows_segmenter_map_topk_graph_and_prediction(
     pipe, slides = fitted_pipeline
     slide = Slide(slides[1], name="synthetic-1")
     (prediction,) = predict_slides(pipe, [slide], threshold=0.5)
-    display = LesionMapDisplay.from_prediction(prediction)
+    display = LesionMapDisplay.from_prediction(prediction, show_edges=True)
     assert display.lesion_map is prediction.lesion_map
     assert display.bag is prediction.bag
     (full_bag,) = pipe[:3].transform([slide])

@@ -1,0 +1,230 @@
+"""The top-K tiles of a prediction at the resolution the segmenter saw them,
+and the slide graph over them."""
+
+import math
+
+import numpy as np
+
+__all__ = ["SlideGraphDisplay", "TileGalleryDisplay"]
+
+
+class TileGalleryDisplay:
+    """The top-K tiles side by side, with their lesion outline and score.
+
+    Each tile is shown as the segmenter read it (its level, stain
+    normalised when the pipeline normalises), numbered by rank as on the
+    lesion map, with the outline of its pixels above the lesion threshold.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (n_tiles, tile_size, tile_size, 3), dtype uint8
+        The tiles, highest score first.
+    scores : array-like of shape (n_tiles,)
+        Their lesion scores.
+    prob_maps : ndarray of shape (n_tiles, map_h, map_w), default=None
+        Their lesion probability maps; None draws no outline.
+    threshold : float, default=0.5
+        Lesion threshold of the outlines.
+    coords : array-like of shape (n_tiles, 2), default=None
+        Level-0 ``(x, y)`` of the tiles, shown under each.
+    name : str, default="slide"
+        The slide's name, in the title.
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    axes_ : list of matplotlib Axes
+        One per tile, in rank order.
+    """
+
+    def __init__(
+        self, tiles, scores, *, prob_maps=None, threshold=0.5, coords=None, name="slide"
+    ):
+        self.tiles = tiles
+        self.scores = scores
+        self.prob_maps = prob_maps
+        self.threshold = threshold
+        self.coords = coords
+        self.name = name
+
+    def plot(self, *, n_cols=5, tile_inches=1.6, outline_color="black"):
+        """Draw the gallery.
+
+        Parameters
+        ----------
+        n_cols : int, default=5
+            Tiles per row.
+        tile_inches : float, default=1.6
+            Size of a tile in the figure.
+        outline_color : str, default="black"
+            Colour of the lesion outlines.
+
+        Returns
+        -------
+        display : TileGalleryDisplay
+        """
+        import matplotlib.pyplot as plt
+        from skimage.measure import find_contours
+
+        n_tiles = len(self.tiles)
+        n_cols = max(1, min(n_cols, n_tiles))
+        n_rows = max(1, math.ceil(n_tiles / n_cols))
+        figure, axes = plt.subplots(
+            n_rows,
+            n_cols,
+            figsize=(n_cols * tile_inches, n_rows * (tile_inches + 0.35) + 0.4),
+            squeeze=False,
+        )
+        for ax in axes.ravel()[n_tiles:]:
+            ax.set_axis_off()
+        self.axes_ = list(axes.ravel()[:n_tiles])
+        for rank, ax in enumerate(self.axes_, start=1):
+            tile = self.tiles[rank - 1]
+            ax.imshow(tile, interpolation="nearest")
+            if self.prob_maps is not None:
+                prob_map = np.asarray(self.prob_maps[rank - 1], dtype=np.float32)
+                scale = tile.shape[0] / prob_map.shape[0]
+                padded = np.pad(prob_map > self.threshold, 1).astype(np.float32)
+                for contour in find_contours(padded, 0.5):
+                    ax.plot(
+                        (contour[:, 1] - 0.5) * scale - 0.5,
+                        (contour[:, 0] - 0.5) * scale - 0.5,
+                        color=outline_color,
+                        linewidth=1.0,
+                    )
+            label = f"#{rank}  score {float(self.scores[rank - 1]):.3g}"
+            if self.coords is not None:
+                x, y = (int(v) for v in self.coords[rank - 1])
+                label += f"\n(x, y) = ({x}, {y})"
+            ax.set_title(label, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        figure.suptitle(
+            f"{self.name}: top-{n_tiles} tiles (outline: lesion p > "
+            f"{self.threshold:g})",
+            fontsize=9,
+        )
+        figure.tight_layout()
+        self.figure_ = figure
+        return self
+
+    @classmethod
+    def from_prediction(cls, prediction, **plot_kwargs):
+        """The gallery of a prediction's top-K tiles.
+
+        Parameters
+        ----------
+        prediction : SlidePrediction
+            From :func:`~sklearn_gastric.pipeline.predict_slides`.
+        **plot_kwargs
+            Passed to :meth:`plot`.
+
+        Returns
+        -------
+        display : TileGalleryDisplay
+
+        Raises
+        ------
+        ValueError
+            The prediction has no top-K tiles.
+        """
+        bag = prediction.bag
+        coords = prediction.top_coords
+        if not len(coords):
+            raise ValueError(f"Slide {prediction.name!r}: no top-K tile to show.")
+        index = {tuple(xy): i for i, xy in enumerate(bag.coords.tolist())}
+        rows = [index[tuple(xy)] for xy in coords.tolist()]
+        return cls(
+            np.stack([bag.read_tile(i) for i in rows]),
+            prediction.top_scores,
+            prob_maps=None if bag.prob_maps is None else bag.prob_maps[rows],
+            threshold=prediction.lesion_map.threshold,
+            coords=coords,
+            name=prediction.name,
+        ).plot(**plot_kwargs)
+
+
+class SlideGraphDisplay:
+    """The slide graph: one node per top-K tile at its place on the slide,
+    numbered by rank, coloured by lesion score, with its edges.
+
+    Parameters
+    ----------
+    graph : SlideGraph
+        With ``coords`` (as :class:`~sklearn_gastric.graph.PearsonGraphBuilder`
+        makes them).
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    ax_ : matplotlib Axes
+    nodes_ : matplotlib PathCollection
+    edges_ : matplotlib LineCollection or None
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def plot(self, ax=None, *, cmap="autumn_r"):
+        """Draw the graph (networkx), y pointing down as on the slide.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+        cmap : str, default="autumn_r"
+            Colour map of the nodes' scores.
+
+        Returns
+        -------
+        display : SlideGraphDisplay
+        """
+        import matplotlib.pyplot as plt
+        import networkx as nx
+
+        graph = self.graph
+        if graph.coords is None:
+            raise ValueError(f"Slide {graph.name!r}: the graph has no node coords.")
+        if ax is None:
+            _, ax = plt.subplots(figsize=(4, 4))
+        adjacency = np.asarray(graph.adjacency)
+        network = nx.from_numpy_array(np.triu(adjacency, k=1))
+        coords = np.asarray(graph.coords, dtype=float)
+        positions = {i: (x, -y) for i, (x, y) in enumerate(coords)}
+        scores = (
+            np.zeros(graph.n_nodes)
+            if graph.scores is None
+            else np.asarray(graph.scores)
+        )
+        self.nodes_ = nx.draw_networkx_nodes(
+            network,
+            positions,
+            ax=ax,
+            node_color=scores,
+            cmap=cmap,
+            node_size=160,
+            edgecolors="black",
+            linewidths=0.5,
+        )
+        self.edges_ = None
+        if network.number_of_edges():
+            self.edges_ = nx.draw_networkx_edges(
+                network, positions, ax=ax, edge_color="#0072b2", alpha=0.6
+            )
+        nx.draw_networkx_labels(
+            network,
+            positions,
+            labels={i: str(i + 1) for i in range(graph.n_nodes)},
+            ax=ax,
+            font_size=7,
+        )
+        ax.set_aspect("equal")
+        ax.margins(0.1)
+        ax.set_title(
+            f"{graph.name}: graph over the top-{graph.n_nodes} tiles, "
+            f"{network.number_of_edges()} edges",
+            fontsize=8,
+        )
+        ax.set_axis_off()
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
