@@ -5,7 +5,8 @@ normalised patches of 64 annotated slides, 64-pixel tiles, k=8) on a
 training cohort and a held-out cohort of new slides of the same
 distribution, plus two kinds of slide the training cohort never had: the
 real CMU-1-Small-Region slide (skin) and all-stroma synthetic slides (no
-gland at all). Each slide is segmented once; then, for several GCN seeds,
+gland at all; tissue over the whole field, or over an irregular piece
+shaped like the cohort's). Each slide is segmented once; then, for several GCN seeds,
 ``GCNSlideClassifier`` is fitted without and with
 ``calibration="temperature"`` and scored on the held-out cohort:
 
@@ -13,14 +14,14 @@ gland at all). Each slide is segmented once; then, for several GCN seeds,
   bins), multi-class Brier score, negative log-likelihood, the
   temperature;
 - the out-of-distribution flag: its false-alarm rate on the held-out
-  cohort (target <= 5 %), and whether it flags the CMU slide and each
-  all-stroma slide.
+  cohort (target <= 5 %), and whether it flags the CMU slide and the
+  all-stroma slides of each kind.
 
 Prints a table (mean and range over seeds), writes JSON.
 
 Run::
 
-    python benchmarks/bench_calibration.py                 # about 6 min on 2 cores
+    python benchmarks/bench_calibration.py                 # about 12 min on 2 cores
     python benchmarks/bench_calibration.py --gcn-seeds 0 1 --n-held-out 48
 """
 
@@ -39,8 +40,10 @@ HERE = Path(__file__).resolve().parent
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-train", type=int, default=96)
-    parser.add_argument("--n-held-out", type=int, default=96)
-    parser.add_argument("--n-stroma", type=int, default=4)
+    # 480 held-out slides: a 10-bin ECE and a 5 % false-alarm rate measured
+    # on 96 have a sampling spread of several hundredths.
+    parser.add_argument("--n-held-out", type=int, default=480)
+    parser.add_argument("--n-stroma", type=int, default=20)
     parser.add_argument("--size", type=int, default=768)
     parser.add_argument("--gcn-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--calibration-cv", type=int, default=5)
@@ -49,22 +52,6 @@ def parse_args(argv=None):
         "--out", type=Path, default=HERE / "results" / "bench_calibration.json"
     )
     return parser.parse_args(argv)
-
-
-def all_stroma_slides(n, size, seed):
-    """Slides that are tissue everywhere and have (almost) no gland: the
-    synthetic renderer with a gland density of 1e-3, no lesion, no mimic."""
-    from sklearn_gastric.datasets._render import render
-    from sklearn_gastric.datasets._synthetic import REFERENCE_LAB, _random_streams
-
-    slides = []
-    for i in range(n):
-        structure, stains = _random_streams(seed + i, REFERENCE_LAB, 0.1)
-        tissue = np.ones((size, size), dtype=bool)
-        slides.append(
-            render(structure, (size, size), tissue, [], [], stains, gland_density=1e-3)
-        )
-    return slides
 
 
 def metrics(y_true, proba, classes):
@@ -93,6 +80,7 @@ def main(argv=None):
         fetch_he_target,
         make_gastric_slides,
     )
+    from sklearn_gastric.datasets._synthetic import stroma_only_slides
     from sklearn_gastric.graph import GCNSlideClassifier
     from sklearn_gastric.io import Slide, open_slide
     from sklearn_gastric.pipeline import make_gastric_pipeline
@@ -113,7 +101,12 @@ def main(argv=None):
     held, y_held, _ = make_gastric_slides(
         args.n_held_out, size=args.size, random_state=args.seed + 1000
     )
-    stroma = all_stroma_slides(args.n_stroma, args.size, args.seed + 2000)
+    # Seeds 2000-2019 and 7000-7019 were looked at while the profile was
+    # designed; these were not.
+    stroma = stroma_only_slides(
+        args.n_stroma, args.size, args.seed + 5000, whole_field=True
+    )
+    stroma_piece = stroma_only_slides(args.n_stroma, args.size, args.seed + 6000)
     front = make_gastric_pipeline(
         segmenter, tile_size=QUICK.tile_size, target=target, k=QUICK.k
     )[:-1].fit([])
@@ -125,6 +118,7 @@ def main(argv=None):
     say("segmenting")
     g_train, g_held = graphs(train, "train"), graphs(held, "held")
     g_stroma = graphs(stroma, "stroma")
+    g_stroma_piece = graphs(stroma_piece, "stroma-piece")
     g_cmu = front.transform([open_slide(fetch_cmu_small_region())])
     rows = []
     for calibration in (None, "temperature"):
@@ -145,11 +139,16 @@ def main(argv=None):
                 "ood_false_alarm_rate": float(
                     clf.is_out_of_distribution(g_held).mean()
                 ),
+                "ood_score_held_out_median": float(np.median(clf.ood_score(g_held))),
                 "ood_score_held_out_max": float(clf.ood_score(g_held).max()),
                 "ood_score_cmu": float(clf.ood_score(g_cmu)[0]),
                 "cmu_flagged": bool(clf.is_out_of_distribution(g_cmu)[0]),
                 "ood_score_stroma": clf.ood_score(g_stroma).tolist(),
                 "stroma_flagged": float(clf.is_out_of_distribution(g_stroma).mean()),
+                "ood_score_stroma_piece": clf.ood_score(g_stroma_piece).tolist(),
+                "stroma_piece_flagged": float(
+                    clf.is_out_of_distribution(g_stroma_piece).mean()
+                ),
                 "cmu_max_probability": float(clf.predict_proba(g_cmu).max()),
             }
             rows.append(row)
@@ -186,6 +185,7 @@ KEYS = (
     "ood_false_alarm_rate",
     "cmu_flagged",
     "stroma_flagged",
+    "stroma_piece_flagged",
     "cmu_max_probability",
 )
 

@@ -81,11 +81,14 @@ fig.tight_layout()
 # %%
 # A slide unlike the training slides
 # ----------------------------------
-# :meth:`~sklearn_gastric.graph.GCNSlideClassifier.ood_score` is the median,
-# over a slide's top-K tiles, of their Mahalanobis distance to the training
-# tiles; ``ood_threshold_`` is set on out-of-fold training slides so that
-# about 5 % of new in-distribution slides exceed it. The real CMU slide shows
-# skin: the classifier still gives it a class, and flags it.
+# :meth:`~sklearn_gastric.graph.GCNSlideClassifier.ood_score` measures how
+# far a slide lies from the training slides twice, by its top-K tiles (their
+# median Mahalanobis distance to the training tiles) and by its profile (the
+# spread of every feature over all its tiles, which gives away a slide whose
+# top-K look ordinary), each over its median among training slides, and
+# keeps the larger. ``ood_threshold_`` is set on out-of-fold training slides
+# so that about 5 % of new in-distribution slides exceed it. The real CMU
+# slide shows skin: the classifier still gives it a class, and flags it.
 head = heads["temperature"]
 cmu_graph = front.transform([fetch_cmu_small_region()])
 held_scores = head.ood_score(graphs_held)

@@ -281,8 +281,8 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
             max_epochs=config.gcn_epochs,
             class_weight="balanced",
             # Temperature scaling halved the held-out calibration error of
-            # this recipe (docs/benchmarks.md); it needs 5 slides of each
-            # class in every training fold, which tiny cohorts lack.
+            # this recipe (docs/benchmarks.md); it needs enough slides in
+            # every training fold to hold some out, which tiny cohorts lack.
             calibration="temperature" if _can_calibrate(config) else None,
             random_state=random_state,
         ),
@@ -301,10 +301,16 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
 
 
 def _can_calibrate(config, n_classes=4, calibration_cv=5):
-    """Whether each cross-validation training fold holds ``calibration_cv``
-    slides of every class (the cohort is balanced over the classes)."""
-    per_class = config.n_slides // n_classes
-    return per_class - -(-per_class // config.cv_folds) >= calibration_cv
+    """Whether the GCN can hold out slides for its temperature in the
+    smallest cross-validation training fold (the cohort is balanced over
+    the classes), by the rule the GCN itself applies."""
+    import numpy as np
+
+    from .graph._confidence import out_of_fold_splits
+
+    smallest = config.n_slides - -(-config.n_slides // config.cv_folds)
+    labels = np.arange(smallest) % n_classes
+    return bool(out_of_fold_splits(labels, calibration_cv, seed=0))
 
 
 def _report(labels, predicted, config):

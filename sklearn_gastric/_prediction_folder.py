@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from ._version import __version__
+from .graph._confidence import OOD_WARNING
 from .utils import file_lock, write_text_atomic
 
 __all__ = ["PredictionFolder", "ood_warning", "write_slide_outputs"]
@@ -98,9 +99,8 @@ def ood_warning(record):
     if not record.get("out_of_distribution"):
         return None
     return (
-        f"OUT OF DISTRIBUTION (score {record['ood_score']:.3g} > threshold "
-        f"{record['ood_threshold']:.3g}): this slide is unlike the training "
-        "slides; do not trust its class or probabilities"
+        f"{OOD_WARNING} (score {record['ood_score']:.3g} > threshold "
+        f"{record['ood_threshold']:.3g})"
     )
 
 

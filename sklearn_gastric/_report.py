@@ -17,12 +17,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ._prediction_folder import GEOJSON_SUFFIX, RECORD_SUFFIX
+from .graph._confidence import OOD_WARNING
 from .utils import write_text_atomic
 
 __all__ = ["REPORT_FILE", "write_report"]
 
 REPORT_FILE = "report.html"
-OOD_BADGE = "out of distribution \N{EM DASH} do not trust the class"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NA = "n/a"
 _OOD_ROW = ' class="ood"'
@@ -124,7 +124,7 @@ def _integer(value):
 
 
 def _badge():
-    return f'<span class="badge" role="alert">\N{WARNING SIGN} {_e(OOD_BADGE)}</span>'
+    return f'<span class="badge" role="alert">\N{WARNING SIGN} {_e(OOD_WARNING)}</span>'
 
 
 def _ood_cell(record):

@@ -21,6 +21,7 @@ from cli_support import TINY_TRAIN, assert_user_error, run_cli
 
 from sklearn_gastric import __version__, load_model, save_model
 from sklearn_gastric.cli import main
+from sklearn_gastric.graph._confidence import OOD_WARNING
 
 
 @pytest.fixture
@@ -236,7 +237,7 @@ def test_predict_report_and_the_flag_in_each_record(
         assert entry["ood_threshold"] == pytest.approx(threshold)
         assert entry["out_of_distribution"] == (entry["ood_score"] > threshold)
         line = next(x for x in printed.splitlines() if x.startswith(entry["name"]))
-        assert ("OUT OF DISTRIBUTION" in line) == entry["out_of_distribution"]
+        assert (OOD_WARNING in line) == entry["out_of_distribution"]
     page = (out / "report.html").read_text()
     for entry in document["slides"]:
         assert entry["name"] in page

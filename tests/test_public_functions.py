@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_gastric.graph import collate_graphs, normalize_adjacency
+from sklearn_gastric.graph import collate_graphs, normalize_adjacency, tile_profile
 from sklearn_gastric.preprocessing import (
     estimate_stains,
     ink_mask,
@@ -78,6 +78,7 @@ TENSOR = torch.zeros((1, 4, 4))
         (lambda: euclidean_loss(torch.zeros((1, 2)), [0]), "labels"),
         (lambda: normalize_adjacency(np.zeros((2, 2))), "adjacency"),
         (lambda: collate_graphs(None), "batch"),
+        (lambda: tile_profile("tiles"), "features"),
     ],
 )
 def test_bad_arguments_are_refused_by_name(call, name):

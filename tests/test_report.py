@@ -12,7 +12,8 @@ import pytest
 from cli_support import run_cli
 
 from sklearn_gastric._prediction_folder import PredictionFolder
-from sklearn_gastric._report import OOD_BADGE, write_report
+from sklearn_gastric._report import write_report
+from sklearn_gastric.graph._confidence import OOD_WARNING
 
 HOSTILE = "<script>alert(1)</script>.svs"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -152,14 +153,13 @@ def test_index_lists_every_slide_with_its_class_and_probability(folder):
 def test_out_of_distribution_badge_only_beside_the_flagged_slide(folder):
     out, document = folder
     page = _parse(write_report(document, out))
-    assert OOD_BADGE == "out of distribution \N{EM DASH} do not trust the class"
-    assert OOD_BADGE in page.section_of(HOSTILE)
-    assert OOD_BADGE not in page.section_of("plain slide#1.svs")
+    assert OOD_WARNING in page.section_of(HOSTILE)
+    assert OOD_WARNING not in page.section_of("plain slide#1.svs")
     # Never the flagged slide's probability without the warning beside it.
     rows = [r for r in page.rows if "0.875" in r]
     assert len(rows) >= 3  # index, summary, class probabilities
-    assert all(OOD_BADGE in r for r in rows)
-    assert all(OOD_BADGE not in r for r in page.rows if "plain slide#1" in r)
+    assert all(OOD_WARNING in r for r in rows)
+    assert all(OOD_WARNING not in r for r in page.rows if "plain slide#1" in r)
     # The plain slide has no OOD keys at all: "n/a", no failure.
     assert "n/a" in page.index_row("plain slide#1.svs")
 
@@ -232,7 +232,7 @@ def test_missing_optional_keys_and_files(tmp_path):
     assert "1.000" in row and "n/a" in row  # no p(b), no OOD flag
     assert not page.attributes("src")
     assert not [h for _, h in page.attributes("href") if not h.startswith("#")]
-    assert OOD_BADGE not in page.all_text()
+    assert OOD_WARNING not in page.all_text()
 
 
 def test_predict_report_on_the_command_line(cli_model, cli_cohort, tmp_path):

@@ -251,6 +251,25 @@ def _random_streams(seed, lab, stain_jitter):
     return np.random.default_rng(structure_seed), stains
 
 
+def stroma_only_slides(n_slides, size, seed, *, whole_field=False):
+    """Slides unlike the cohort, for tests and benchmarks of the
+    out-of-distribution flag: stroma alone, without a gland (a gland
+    density of 1e-3), lesion or mimic, in the reference lab's stains;
+    tissue over the whole field, or over an irregular piece covering
+    40-70 % of it as the cohort's slides have."""
+    slides = []
+    for i in range(n_slides):
+        structure, stains = _random_streams(seed + i, REFERENCE_LAB, 0.1)
+        shape = (size, size)
+        tissue = np.ones(shape, dtype=bool)
+        if not whole_field:
+            tissue = random_tissue(structure, shape, structure.uniform(0.4, 0.7))
+        slides.append(
+            render(structure, shape, tissue, [], [], stains, gland_density=1e-3)
+        )
+    return slides
+
+
 def _render_tissue(structure, tissue, lesions, mimics, stains):
     """The image of the tissue with its lesions and mimics, at a random
     gland density."""

@@ -6,6 +6,7 @@ imported on first use, so that importing this package (or
 """
 
 from .._lazy import lazy_exports
+from ._confidence import tile_profile
 from ._pearson import PearsonGraphBuilder, pearson_adjacency
 from ._slide_graph import SlideGraph
 from ._topk import TopKSelector
@@ -20,6 +21,7 @@ __all__ = [
     "collate_graphs",
     "normalize_adjacency",
     "pearson_adjacency",
+    "tile_profile",
 ]
 
 __getattr__, __dir__ = lazy_exports(

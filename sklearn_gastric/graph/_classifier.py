@@ -21,11 +21,13 @@ from ..utils._validation import (
     stratified_split,
 )
 from ._confidence import (
+    OOD_REPEATS,
+    OODDensity,
+    check_profiles,
     conformal_threshold,
-    fit_node_density,
     fit_temperature,
     out_of_fold_splits,
-    slide_distance,
+    training_profiles,
 )
 from ._gcn import GCN, READOUTS, GraphDataset, collate_graphs
 
@@ -116,10 +118,15 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         ``net_.history`` the training history.
     temperature_ : float
         The logits' temperature (1.0 without ``calibration``).
-    ood_location_ : ndarray of shape (``n_node_features_``,)
-        Mean of the standardised training nodes, for :meth:`ood_score`.
-    ood_precision_ : ndarray of shape (``n_node_features_``, ``n_node_features_``)
-        Their inverse (Ledoit-Wolf) covariance.
+    ood_density_ : dict of ndarray
+        Where the training slides lie, for :meth:`ood_score`: the mean
+        (``"node_location"``) and the Ledoit-Wolf precision
+        (``"node_precision"``) of their standardised nodes; when the graphs
+        have profiles, the mean and standard deviation of the profiles
+        (``"profile_mean"``, ``"profile_scale"``) and the mean and precision
+        of the standardised profiles (``"profile_location"``,
+        ``"profile_precision"``); and the median out-of-fold distance of
+        each kind (``"scale"``).
     ood_threshold_ : float
         :meth:`ood_score` above which a slide is out of distribution
         (:meth:`is_out_of_distribution`).
@@ -142,12 +149,17 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
     more than it saves, up to ten times more on a busy machine. Parallelise
     over fits instead (e.g. ``GridSearchCV(n_jobs=...)``).
 
-    The out-of-distribution score of a slide is the median, over its nodes,
-    of the squared Mahalanobis distance of the node's standardised features
-    to the training nodes (per feature). Its threshold is learnt without
-    leaking: each fold's slides are scored against a density fitted on the
-    other folds, and the threshold is the conformal quantile of those
-    scores, so that on new slides like the training ones the flag is raised
+    The out-of-distribution score of a slide looks at two things: its
+    nodes (the median over them of the squared Mahalanobis distance of
+    their standardised features to the training nodes), and its profile
+    (what all its tissue tiles look like, :func:`tile_profile`: a slide of
+    stroma alone has ordinary top-K tiles but no gland anywhere). Each
+    distance is divided by its median among the training slides and the
+    score is the larger of the two. Its threshold is learnt without
+    leaking: each fold's slides are scored against densities fitted on the
+    other folds (the median over 10 splittings into ``calibration_cv``
+    folds), and the threshold is the conformal quantile of those scores,
+    so that on new slides like the training ones the flag is raised
     on at most ``ood_false_alarm_rate`` of them (exchangeability assumed).
     A flagged slide's class and probabilities describe a cohort it does not
     belong to; they are not to be trusted, however close to 1.
@@ -283,11 +295,11 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
             subset = [graphs[i] for i in indices]
             return fit_seeded(net, self._dataset(subset, y_encoded[indices]), seed)
 
-        folds = out_of_fold_splits(y_encoded, self.calibration_cv, seed)
-        self._fit_ood(graphs, folds)
+        self._fit_ood(graphs, y_encoded, seed)
         self.temperature_ = 1.0
         with _one_cpu_thread(self.device):
             if self.calibration == "temperature":
+                folds = out_of_fold_splits(y_encoded, self.calibration_cv, seed)
                 if not folds:
                     raise ValueError(
                         f"GCNSlideClassifier: calibration='temperature' needs "
@@ -304,29 +316,54 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
             self.net_ = train(np.arange(len(graphs)))
         return self
 
-    def _fit_ood(self, graphs, folds):
-        """The training nodes' density and the conformal threshold of the
-        out-of-fold slide distances."""
+    def _fit_ood(self, graphs, y_encoded, seed):
+        """The training slides' densities (of nodes, and of profiles when
+        every graph has one), and the conformal threshold of the
+        out-of-fold slide scores."""
         nodes = [self._standardise(g.features) for g in graphs]
-        if folds:
-            scores = np.zeros(len(graphs))
+        profiles = training_profiles(graphs)
+
+        def densities(indices):
+            return OODDensity.fit(
+                [nodes[i] for i in indices],
+                None if profiles is None else profiles[indices],
+            )
+
+        def distances(density, indices):
+            return density.distances(
+                [nodes[i] for i in indices],
+                None if profiles is None else profiles[indices],
+            )
+
+        # A few slides decide the threshold (the top 5 %), and which fold a
+        # slide's neighbours fell in moves its distance: the median over
+        # repeated splittings steadies both.
+        repeats = []
+        for repeat_seed in check_random_state(seed).randint(
+            np.iinfo(np.int32).max, size=OOD_REPEATS
+        ):
+            folds = out_of_fold_splits(y_encoded, self.calibration_cv, repeat_seed)
+            if not folds:
+                break
+            held_out = np.zeros((len(graphs), 1 if profiles is None else 2))
             for train_index, test_index in folds:
-                density = fit_node_density(
-                    np.concatenate([nodes[i] for i in train_index])
-                )
-                for i in test_index:
-                    scores[i] = slide_distance(nodes[i], *density)
-        self.ood_location_, self.ood_precision_ = fit_node_density(
-            np.concatenate(nodes)
-        )
-        if not folds:
+                held_out[test_index] = distances(densities(train_index), test_index)
+            repeats.append(held_out)
+        density = densities(np.arange(len(graphs)))
+        if repeats:
+            scores = np.median(repeats, axis=0)
+        else:
             # Too few slides to hold any out: in-sample distances, which
             # underestimate the out-of-sample ones.
-            scores = [slide_distance(n, *self._ood_density()) for n in nodes]
-        self.ood_threshold_ = conformal_threshold(scores, self.ood_false_alarm_rate)
-
-    def _ood_density(self):
-        return self.ood_location_, self.ood_precision_
+            scores = distances(density, np.arange(len(graphs)))
+        # Each distance over its median among training slides, so that the
+        # larger of the two says which is the more unusual.
+        median = np.median(scores, axis=0)
+        density.scale = np.where(median > 0, median, 1.0)
+        self.ood_density_ = density.to_arrays()
+        self.ood_threshold_ = conformal_threshold(
+            (scores / density.scale).max(axis=1), self.ood_false_alarm_rate
+        )
 
     def _standardise(self, features):
         return (features - self.feature_mean_) / self.feature_scale_
@@ -382,26 +419,31 @@ class GCNSlideClassifier(ClassifierMixin, PicklesNetByContent, BaseEstimator):
         Parameters
         ----------
         X : list of SlideGraph
+            With a ``profile`` each when the training graphs had one (graphs
+            from :class:`PearsonGraphBuilder` do).
 
         Returns
         -------
         score : ndarray of shape (n_graphs,)
-            The median over the slide's nodes of their squared Mahalanobis
-            distance to the training nodes, per feature (about 1 or less for
-            training-like slides; larger is more unlike). Compare with
-            ``ood_threshold_``.
+            The larger of two distances to the training slides, each over
+            its median among them (about 1 for a typical training slide;
+            larger is more unlike): of the slide's nodes (the median over
+            them of their squared Mahalanobis distance to the training
+            nodes), and of its profile. Compare with ``ood_threshold_``.
         """
         check_is_fitted(self, "ood_threshold_")
         graphs = check_slide_graphs(X, type(self).__name__)
         _check_feature_length(
             graphs, self.n_node_features_, "the classifier was fitted with"
         )
-        return np.array(
-            [
-                slide_distance(self._standardise(g.features), *self._ood_density())
-                for g in graphs
-            ]
-        )
+        density = OODDensity.from_fitted(self)
+        profiles = None
+        if density.profile_location is not None:
+            profiles = check_profiles(
+                graphs, len(density.profile_location), "the classifier was fitted with"
+            )
+        nodes = [self._standardise(g.features) for g in graphs]
+        return (density.distances(nodes, profiles) / density.scale).max(axis=1)
 
     def is_out_of_distribution(self, X):
         """Whether each slide's :meth:`ood_score` is above ``ood_threshold_``.

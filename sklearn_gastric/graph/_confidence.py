@@ -5,13 +5,73 @@ import math
 
 import numpy as np
 
+from ..utils._sklearn_compat import validate_params
+
 __all__ = [
+    "OOD_REPEATS",
+    "OOD_WARNING",
+    "OODDensity",
+    "PROFILE_QUANTILES",
+    "check_profiles",
     "conformal_threshold",
-    "fit_node_density",
+    "fit_density",
     "fit_temperature",
     "out_of_fold_splits",
     "slide_distance",
+    "squared_distances",
+    "tile_profile",
+    "training_profiles",
 ]
+
+# Every place that shows a flagged slide (figure title, command line,
+# report) says it in these words.
+OOD_WARNING = (
+    "OUT OF DISTRIBUTION: unlike the training slides; do not trust the class "
+    "or its probability"
+)
+
+PROFILE_QUANTILES = (0.1, 0.9)
+
+
+@validate_params({"features": ["array-like"]}, prefer_skip_nested_validation=True)
+def tile_profile(features):
+    """What a whole slide looks like: the 10th and 90th percentiles of each
+    feature over its tiles.
+
+    The top-K tiles of a slide show its most lesion-like tissue, not the
+    rest: a slide of stroma alone, without a gland, has top-K tiles like
+    those of a negative training slide. Its profile differs, as no tile
+    has the features of a gland. (Two percentiles, not more: each added
+    dimension asks more of the hundred or so training slides its density
+    is estimated from.)
+
+    Parameters
+    ----------
+    features : array-like of shape (n_tiles, n_features)
+        The features of the slide's tissue tiles.
+
+    Returns
+    -------
+    profile : ndarray of shape (2 * n_features,), dtype float32
+        The two percentiles of the first feature, then of the second, and so
+        on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gastric.graph import tile_profile
+    >>> features = np.arange(22, dtype=float).reshape(11, 2)
+    >>> tile_profile(features).tolist()
+    [2.0, 18.0, 3.0, 19.0]
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or not features.size:
+        raise ValueError(
+            "tile_profile needs features of shape (n_tiles, n_features) with "
+            f"at least one tile; got shape {features.shape}."
+        )
+    quantiles = np.quantile(features, PROFILE_QUANTILES, axis=0)
+    return quantiles.T.reshape(-1).astype(np.float32)
 
 
 def out_of_fold_splits(y, n_splits, seed):
@@ -31,27 +91,130 @@ def out_of_fold_splits(y, n_splits, seed):
     return []
 
 
-def fit_node_density(nodes):
-    """Mean and precision matrix of standardised node features (Ledoit-Wolf
-    shrinkage, so that a few hundred nodes in tens of dimensions give a
+def fit_density(points):
+    """Mean and precision matrix of standardised points: node features, or
+    slide profiles (Ledoit-Wolf shrinkage, so that a few hundred nodes in
+    tens of dimensions, or a hundred profiles in a hundred, give a
     well-conditioned estimate)."""
     from sklearn.covariance import LedoitWolf
 
-    estimate = LedoitWolf().fit(nodes)
+    estimate = LedoitWolf().fit(points)
     return estimate.location_, estimate.precision_
+
+
+def squared_distances(points, location, precision):
+    """The squared Mahalanobis distance of each point to a density, per
+    dimension (about 1 for points drawn from it)."""
+    centred = np.atleast_2d(np.asarray(points, dtype=np.float64)) - location
+    squared = np.einsum("ij,jk,ik->i", centred, precision, centred)
+    return squared / centred.shape[1]
 
 
 def slide_distance(nodes, location, precision):
     """A slide's distance to the training nodes: the median over its nodes
-    of the squared Mahalanobis distance, per feature.
+    of their :func:`squared_distances`.
 
     The median, not the mean or the maximum: a training slide's own top-K
     often holds one or two atypical tiles (a mimic, a fold), and the
     threshold must not be set by them.
     """
-    centred = np.asarray(nodes, dtype=np.float64) - location
-    squared = np.einsum("ij,jk,ik->i", centred, precision, centred)
-    return float(np.median(squared) / centred.shape[1])
+    return float(np.median(squared_distances(nodes, location, precision)))
+
+
+# Splittings of the training slides whose out-of-fold distances are
+# combined (by their median) into the scores the threshold is learnt from.
+OOD_REPEATS = 10
+
+
+def training_profiles(graphs):
+    """The training graphs' profiles as a matrix; None when no graph has one
+    (all or none must, of one length)."""
+    first = next((g.profile for g in graphs if g.profile is not None), None)
+    if first is None:
+        return None
+    return check_profiles(graphs, len(first), "another training graph has")
+
+
+class OODDensity:
+    """Where the training slides lie: the density of their standardised
+    nodes and, optionally, that of their standardised profiles; ``scale``
+    divides each distance."""
+
+    def __init__(self, node_density, profile_mean=None, profile_density=None):
+        self.node_location, self.node_precision = node_density
+        self.profile_mean, self.profile_scale = profile_mean or (None, None)
+        self.profile_location, self.profile_precision = profile_density or (
+            None,
+            None,
+        )
+        self.scale = np.ones(1 if profile_density is None else 2)
+
+    @classmethod
+    def fit(cls, nodes, profiles=None):
+        node_density = fit_density(np.concatenate(nodes))
+        if profiles is None:
+            return cls(node_density)
+        mean, scale = profiles.mean(axis=0), profiles.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        profile_density = fit_density((profiles - mean) / scale)
+        return cls(node_density, (mean, scale), profile_density)
+
+    def distances(self, nodes, profiles=None):
+        """One row per slide: its node distance, then its profile distance."""
+        node = [
+            slide_distance(n, self.node_location, self.node_precision) for n in nodes
+        ]
+        if self.profile_location is None:
+            return np.array(node)[:, None]
+        profile = squared_distances(
+            (profiles - self.profile_mean) / self.profile_scale,
+            self.profile_location,
+            self.profile_precision,
+        )
+        return np.column_stack([node, profile])
+
+    _FIELDS = (
+        "node_location",
+        "node_precision",
+        "profile_mean",
+        "profile_scale",
+        "profile_location",
+        "profile_precision",
+        "scale",
+    )
+
+    def to_arrays(self):
+        return {
+            name: getattr(self, name)
+            for name in self._FIELDS
+            if getattr(self, name) is not None
+        }
+
+    @classmethod
+    def from_fitted(cls, clf):
+        arrays = getattr(clf, "ood_density_", None)
+        if arrays is None:
+            # Models saved before profiles: a node density, unscaled.
+            return cls((clf.ood_location_, clf.ood_precision_))
+        density = cls((arrays["node_location"], arrays["node_precision"]))
+        for name in cls._FIELDS[2:]:
+            setattr(density, name, arrays.get(name))
+        return density
+
+
+def check_profiles(graphs, length, reference):
+    for graph in graphs:
+        if graph.profile is None:
+            raise ValueError(
+                f"Graph {graph.name!r} has no profile; {reference} one of "
+                f"length {length} (graphs from PearsonGraphBuilder have them)."
+            )
+        if len(graph.profile) != length:
+            raise ValueError(
+                f"Graph {graph.name!r} has a profile of length "
+                f"{len(graph.profile)}; {reference} {length}."
+            )
+    return np.stack([g.profile for g in graphs]).astype(np.float64)
 
 
 def conformal_threshold(scores, false_alarm_rate):

@@ -9,6 +9,7 @@ from ..utils import map_slides
 from ..utils._sklearn_compat import Interval, StrOptions, validate_params
 from ..utils._stateless import StatelessTransformer
 from ..utils._validation import N_JOBS, check_tile_bags
+from ._confidence import tile_profile
 from ._slide_graph import SlideGraph
 
 __all__ = ["PearsonGraphBuilder", "pearson_adjacency"]
@@ -116,8 +117,14 @@ def _build_graph(bag, *, threshold, rule):
     if bag.scores is not None:
         bag = bag.subset(bag.score_order())
     adjacency = _adjacency(bag.features.astype(np.float64), threshold, rule)
+    profile = bag.profile if bag.profile is not None else tile_profile(bag.features)
     return SlideGraph(
-        bag.features, adjacency, scores=bag.scores, coords=bag.coords, name=bag.name
+        bag.features,
+        adjacency,
+        scores=bag.scores,
+        coords=bag.coords,
+        profile=profile,
+        name=bag.name,
     )
 
 
@@ -157,6 +164,10 @@ class PearsonGraphBuilder(StatelessTransformer):
     has no scores. A tile whose feature vector is constant is connected to
     nothing. A slide without tiles or with NaN / infinite features is an
     error naming the slide.
+
+    The graph's ``profile`` is the bag's (the whole slide's, set by
+    :class:`TopKSelector`), or else the :func:`tile_profile` of the bag's
+    own tiles.
 
     Examples
     --------

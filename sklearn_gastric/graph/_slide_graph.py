@@ -21,6 +21,10 @@ class SlideGraph:
         The nodes' lesion scores, non-increasing (stored as float32).
     coords : array-like of shape (n_nodes, 2), default=None
         Level-0 ``(x, y)`` of each node's tile (stored as int64).
+    profile : array-like of shape (n_profile,), default=None
+        What the whole slide looks like, not only its nodes: the
+        :func:`tile_profile` of all its tissue tiles (stored as float32).
+        :class:`GCNSlideClassifier` uses it in its out-of-distribution score.
     name : str, default="graph"
         The slide's name, used in messages.
 
@@ -54,7 +58,16 @@ class SlideGraph:
     ([(0, 1), (1, 2)], 512)
     """
 
-    def __init__(self, features, adjacency, *, scores=None, coords=None, name="graph"):
+    def __init__(
+        self,
+        features,
+        adjacency,
+        *,
+        scores=None,
+        coords=None,
+        profile=None,
+        name="graph",
+    ):
         self.name = str(name)
         features = np.asarray(features)
         if features.ndim != 2:
@@ -79,6 +92,12 @@ class SlideGraph:
         self.adjacency = self._check_adjacency(adjacency, n_nodes)
         self.scores = self._check_scores(scores, n_nodes)
         self.coords = self._check_coords(coords, n_nodes)
+        self.profile = self._check_profile(profile)
+
+    def __setstate__(self, state):
+        # Graphs pickled before profiles existed have none.
+        state.setdefault("profile", None)
+        self.__dict__.update(state)
 
     def _check_adjacency(self, adjacency, n_nodes):
         adjacency = np.asarray(adjacency)
@@ -129,6 +148,21 @@ class SlideGraph:
             )
         return coords.astype(np.int64, copy=False)
 
+    def _check_profile(self, profile):
+        if profile is None:
+            return None
+        profile = np.asarray(profile)
+        if profile.ndim != 1 or profile.size == 0 or profile.dtype.kind not in "biuf":
+            raise ValueError(
+                f"Graph {self.name!r}: profile must be a non-empty numeric vector; "
+                f"got shape {profile.shape}, dtype {profile.dtype}."
+            )
+        if not np.isfinite(profile).all():
+            raise ValueError(
+                f"Graph {self.name!r}: profile contains NaN or infinite values."
+            )
+        return profile.astype(np.float32, copy=False)
+
     @property
     def n_nodes(self):
         return self.features.shape[0]
@@ -153,7 +187,8 @@ class SlideGraph:
         Nodes are ``0 .. n_nodes - 1`` in score order, with the attributes
         ``features`` (the node's feature vector), ``score`` (None when the
         graph has no scores) and ``x``, ``y`` (None when it has no coords).
-        The graph attribute ``name`` is the slide's name.
+        The graph attributes ``name`` and ``profile`` are the slide's name
+        and profile (None when it has none).
 
         Returns
         -------
@@ -161,7 +196,7 @@ class SlideGraph:
         """
         import networkx as nx
 
-        graph = nx.Graph(name=self.name)
+        graph = nx.Graph(name=self.name, profile=self.profile)
         for i in range(self.n_nodes):
             graph.add_node(
                 i,

@@ -7,12 +7,16 @@ from ..utils import map_slides
 from ..utils._sklearn_compat import Interval
 from ..utils._stateless import StatelessTransformer
 from ..utils._validation import N_JOBS, check_tile_bags
+from ._confidence import tile_profile
 
 __all__ = ["TopKSelector"]
 
 
 def _select_top_k(bag, *, k):
-    return bag.subset(bag.score_order()[:k])
+    top = bag.subset(bag.score_order()[:k])
+    if bag.profile is None and bag.features is not None:
+        top = top.replace(profile=tile_profile(bag.require("features")))
+    return top
 
 
 class TopKSelector(StatelessTransformer):
@@ -43,6 +47,11 @@ class TopKSelector(StatelessTransformer):
     level-0 coordinates (``y``, then ``x``), then their index in the bag
     (:meth:`~sklearn_gastric.preprocessing.TileBag.score_order`). The output
     therefore does not depend on the order of the input tiles.
+
+    When the bags have ``features``, each output bag keeps the
+    :func:`tile_profile` of all the slide's tiles as its ``profile`` (unless
+    it had one already): what the whole slide looks like, for the
+    classifier's out-of-distribution score.
 
     A slide without any tile is an error ("no tissue tile"), as is a bag
     without ``scores`` or with NaN scores.

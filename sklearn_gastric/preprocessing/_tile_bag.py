@@ -54,6 +54,12 @@ class TileBag:
         Patch class probabilities.
     prob_maps : ndarray of shape (n_tiles, h, w), default=None
         Per-pixel lesion probability of each tile at a reduced resolution.
+    profile : ndarray of shape (n_profile,), default=None
+        A summary of the features of every tissue tile of the slide, kept
+        when tiles are dropped: :class:`~sklearn_gastric.graph.TopKSelector`
+        sets it before keeping the top-K (see
+        :func:`~sklearn_gastric.graph.tile_profile`), so that the slide graph
+        still knows what the whole slide looks like.
 
     Attributes
     ----------
@@ -91,6 +97,7 @@ class TileBag:
         scores=None,
         patch_proba=None,
         prob_maps=None,
+        profile=None,
     ):
         self.slide = open_slide(slide)
         coords = np.asarray(coords, dtype=np.int64)
@@ -119,6 +126,9 @@ class TileBag:
         )
         for column, values in columns.items():
             setattr(self, column, self._check_column(column, values))
+        self.profile = None
+        if profile is not None:
+            self.profile = np.asarray(profile, dtype=np.float32).reshape(-1)
 
     def _check_column(self, column, values):
         if values is None:
@@ -151,8 +161,10 @@ class TileBag:
         return self.slide.level_downsamples[self.level] * scale
 
     def __setstate__(self, state):
-        # Bags pickled before read_size existed read tiles unresized.
+        # Bags pickled before read_size (or profile) existed read tiles
+        # unresized (and have no profile).
         state.setdefault("read_size", state["tile_size"])
+        state.setdefault("profile", None)
         self.__dict__.update(state)
 
     def __len__(self):
@@ -175,7 +187,7 @@ class TileBag:
         ----------
         **changes
             Any of ``slide``, ``coords``, ``tile_size``, ``level``,
-            ``read_size`` and the per-tile columns.
+            ``read_size``, ``profile`` and the per-tile columns.
 
         Returns
         -------
@@ -187,6 +199,7 @@ class TileBag:
             tile_size=self.tile_size,
             level=self.level,
             read_size=self.read_size,
+            profile=self.profile,
             **{c: getattr(self, c) for c in _COLUMNS},
         )
         unknown = set(changes) - set(fields)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..graph import SlideGraph
+from ..graph._confidence import OOD_WARNING
 from ..preprocessing import TileBag
 from ._drawing import (
     draw_legend,
@@ -13,9 +14,7 @@ from ._drawing import (
 )
 from ._lesion_map import lesion_map
 
-__all__ = ["OOD_WARNING", "LesionMapDisplay"]
-
-OOD_WARNING = "OUT OF DISTRIBUTION: unlike the training slides, do not trust the class"
+__all__ = ["LesionMapDisplay"]
 
 
 class LesionMapDisplay:

@@ -10,6 +10,7 @@ from sklearn_gastric.graph._confidence import (
     fit_temperature,
     out_of_fold_splits,
     slide_distance,
+    squared_distances,
 )
 
 
@@ -30,6 +31,13 @@ def test_slide_distance_is_the_median_squared_mahalanobis_per_feature():
     assert slide_distance(nodes, np.zeros(2), np.eye(2)) == 2.0
     # A precision of 4 on x only: 4, 4, 36 -> median 4 -> 2.
     assert slide_distance(nodes, np.zeros(2), np.diag([4.0, 1.0])) == 2.0
+
+
+def test_squared_distances_per_dimension():
+    points = np.array([[2.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(
+        squared_distances(points, np.zeros(2), np.diag([1.0, 3.0])), [2.0, 2.0]
+    )
 
 
 def test_fit_temperature_recovers_the_temperature_of_the_labels():
@@ -54,14 +62,19 @@ def test_out_of_fold_splits_cover_every_slide_once():
     assert out_of_fold_splits(np.array([0, 1, 0]), 5, seed=0) == []
 
 
-def _graphs(rng, n, shift=0.0, n_nodes=6, n_features=4):
+def _graphs(rng, n, shift=0.0, n_nodes=6, n_features=4, profile_shift=None):
+    """Slides whose nodes are normal around -1 or +1 (plus ``shift``); with
+    ``profile_shift``, each has a profile of 6 numbers around it."""
     labels = np.array(["negative", "HGIN"] * (n // 2))
     graphs = []
     for label in labels:
         centre = shift + (1.0 if label == "HGIN" else -1.0)
         features = rng.normal(centre, 1.0, (n_nodes, n_features))
         adjacency = np.ones((n_nodes, n_nodes)) - np.eye(n_nodes)
-        graphs.append(SlideGraph(features, adjacency))
+        profile = None
+        if profile_shift is not None:
+            profile = rng.normal(profile_shift, 1.0, 6)
+        graphs.append(SlideGraph(features, adjacency, profile=profile))
     return graphs, labels
 
 
@@ -84,6 +97,84 @@ def test_ood_flags_shifted_slides_and_few_held_out_ones(fitted):
     assert scores.shape == (200,)
     np.testing.assert_array_equal(
         clf.is_out_of_distribution(held_out), scores > clf.ood_threshold_
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted_with_profiles():
+    graphs, y = _graphs(np.random.default_rng(0), 60, profile_shift=0.0)
+    clf = GCNSlideClassifier(hidden_units=8, max_epochs=5, random_state=0)
+    return clf.fit(graphs, y)
+
+
+def test_ood_flags_an_unusual_profile_behind_ordinary_nodes(fitted_with_profiles):
+    clf = fitted_with_profiles
+    held_out, _ = _graphs(np.random.default_rng(1), 200, profile_shift=0.0)
+    # Nodes like the training ones; the rest of the slide is not.
+    unlike, _ = _graphs(np.random.default_rng(2), 20, profile_shift=3.0)
+    assert clf.is_out_of_distribution(held_out).mean() <= 0.05 + 0.03
+    assert clf.is_out_of_distribution(unlike).all()
+    assert set(clf.ood_density_) == {
+        "node_location",
+        "node_precision",
+        "profile_mean",
+        "profile_scale",
+        "profile_location",
+        "profile_precision",
+        "scale",
+    }
+    # Each distance over its median among the training slides: a typical
+    # slide scores about 1.
+    assert 0.7 < np.median(clf.ood_score(held_out)) < 2.0
+
+
+def test_ood_score_without_profiles_is_the_node_distance(fitted):
+    clf, _ = fitted
+    assert set(clf.ood_density_) == {"node_location", "node_precision", "scale"}
+    graphs, _ = _graphs(np.random.default_rng(5), 4)
+    density = clf.ood_density_
+    expected = [
+        slide_distance(
+            clf._standardise(g.features),
+            density["node_location"],
+            density["node_precision"],
+        )
+        / density["scale"][0]
+        for g in graphs
+    ]
+    np.testing.assert_allclose(clf.ood_score(graphs), expected)
+
+
+def test_ood_score_needs_the_profiles_it_was_fitted_with(fitted_with_profiles):
+    graphs, _ = _graphs(np.random.default_rng(3), 2)
+    with pytest.raises(ValueError, match="has no profile; the classifier was"):
+        fitted_with_profiles.ood_score(graphs)
+    short, _ = _graphs(np.random.default_rng(3), 2, profile_shift=0.0)
+    short[0].profile = short[0].profile[:4]
+    with pytest.raises(ValueError, match="profile of length 4; the classifier"):
+        fitted_with_profiles.ood_score(short)
+
+
+def test_training_graphs_have_profiles_all_or_none():
+    graphs, y = _graphs(np.random.default_rng(0), 20, profile_shift=0.0)
+    graphs[3].profile = None
+    clf = GCNSlideClassifier(max_epochs=1, random_state=0)
+    with pytest.raises(ValueError, match="has no profile; another training graph"):
+        clf.fit(graphs, y)
+
+
+def test_a_model_from_before_profiles_scores_its_nodes(fitted):
+    from sklearn.base import clone
+
+    clf, _ = fitted
+    old = clone(clf)
+    old.__dict__.update(clf.__dict__)
+    density = old.__dict__.pop("ood_density_")
+    old.ood_location_ = density["node_location"]
+    old.ood_precision_ = density["node_precision"]
+    graphs, _ = _graphs(np.random.default_rng(6), 4)
+    np.testing.assert_allclose(
+        old.ood_score(graphs), clf.ood_score(graphs) * density["scale"][0]
     )
 
 
@@ -116,3 +207,30 @@ def test_temperature_needs_enough_slides_to_hold_out():
     clf = GCNSlideClassifier(max_epochs=2, calibration="temperature", random_state=0)
     with pytest.raises(ValueError, match="4 graphs are too few for calibration_cv=5"):
         clf.fit(graphs, y)
+
+
+@pytest.mark.parametrize("n_slides, expected", [(16, False), (20, True)])
+def test_the_demo_calibrates_exactly_when_the_gcn_can(n_slides, expected):
+    import dataclasses
+
+    from sklearn_gastric._demo import QUICK, _can_calibrate
+
+    config = dataclasses.replace(QUICK, n_slides=n_slides, cv_folds=2)
+    assert _can_calibrate(config) is expected
+    # The smallest training fold of the demo's 2-fold cross-validation.
+    graphs, y = _graphs(np.random.default_rng(0), n_slides // 2)
+    clf = GCNSlideClassifier(max_epochs=1, calibration="temperature", random_state=0)
+    if expected:
+        assert clf.fit(graphs, y).temperature_ > 0
+    else:
+        with pytest.raises(ValueError, match="too few for calibration_cv=5"):
+            clf.fit(graphs, y)
+
+
+def test_tile_profile_needs_a_matrix_of_tiles():
+    from sklearn_gastric.graph import tile_profile
+
+    with pytest.raises(ValueError, match=r"shape \(n_tiles, n_features\).*\(0, 3\)"):
+        tile_profile(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"got shape \(4,\)"):
+        tile_profile(np.zeros(4))

@@ -61,6 +61,9 @@ def test_scores_and_coords_optional():
         (dict(scores=[1.0, 2.0, 0.0]), "'s1'.*decreasing score order"),
         (dict(scores=[1.0, 2.0]), r"'s1'.*scores must have shape \(3,\)"),
         (dict(coords=[[0, 0], [1, 1]]), r"'s1'.*coords must have shape \(3, 2\)"),
+        (dict(profile=np.zeros((2, 2))), "'s1'.*profile must be a non-empty"),
+        (dict(profile=[]), "'s1'.*profile must be a non-empty"),
+        (dict(profile=[0.0, np.nan]), "'s1'.*profile contains NaN"),
     ],
 )
 def test_invalid_graph_rejected(changes, match):
@@ -81,9 +84,26 @@ def test_to_networkx():
     np.testing.assert_array_equal(nx_graph.nodes[2]["features"], [4.0, 5.0])
 
 
+def test_profile_is_optional_float32_and_reaches_networkx():
+    assert make_graph().profile is None
+    assert make_graph().to_networkx().graph["profile"] is None
+    graph = make_graph(profile=[1, 2, 3, 4])
+    assert graph.profile.dtype == np.float32
+    np.testing.assert_array_equal(graph.to_networkx().graph["profile"], [1, 2, 3, 4])
+
+
 def test_pickle_round_trip():
-    graph = make_graph()
+    graph = make_graph(profile=[0.5, 1.5])
     restored = pickle.loads(pickle.dumps(graph))
     assert restored.name == graph.name
-    for field in ("features", "adjacency", "scores", "coords"):
+    for field in ("features", "adjacency", "scores", "coords", "profile"):
         np.testing.assert_array_equal(getattr(restored, field), getattr(graph, field))
+
+
+def test_a_graph_pickled_before_profiles_has_none():
+    graph = make_graph()
+    state = graph.__dict__.copy()
+    del state["profile"]
+    old = SlideGraph.__new__(SlideGraph)
+    old.__setstate__(state)
+    assert old.profile is None

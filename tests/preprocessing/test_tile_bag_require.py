@@ -93,3 +93,21 @@ def test_score_order_breaks_ties_on_y_before_x():
 def test_score_order_needs_scores():
     with pytest.raises(ValueError, match="'s1': the tiles have no 'scores'"):
         make_bag().score_order()
+
+
+def test_the_profile_survives_subset_replace_and_pickling():
+    import pickle
+
+    bag = make_bag(n=4, scores=[1.0, 2.0, 3.0, 4.0], profile=[1, 2])
+    assert bag.profile.dtype == np.float32
+    for kept in (
+        bag.subset([3]),
+        bag.replace(scores=None),
+        pickle.loads(pickle.dumps(bag)),
+    ):
+        np.testing.assert_array_equal(kept.profile, [1.0, 2.0])
+    state = bag.__dict__.copy()
+    del state["profile"]
+    old = TileBag.__new__(TileBag)
+    old.__setstate__(state)
+    assert old.profile is None

@@ -9,6 +9,7 @@ from sklearn_gastric.graph import (
     SlideGraph,
     TopKSelector,
 )
+from sklearn_gastric.graph._confidence import OOD_WARNING
 from sklearn_gastric.io import Slide
 from sklearn_gastric.preprocessing import TileBag
 from sklearn_gastric.visualization import LesionMapDisplay, lesion_map
@@ -138,7 +139,7 @@ def test_out_of_distribution_slide_has_the_warning_in_its_title(bag):
         out_of_distribution=True,
     ).plot()
     title = display.ax_.get_title()
-    assert title.startswith("OUT OF DISTRIBUTION")
+    assert title.startswith(OOD_WARNING + "\n")
     assert title.endswith("hand-made: HGIN\nnegative 0.00, HGIN 1.00")
 
 
