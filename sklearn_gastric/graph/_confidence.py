@@ -140,14 +140,16 @@ class OODDensity:
     nodes and, optionally, that of their standardised profiles; ``scale``
     divides each distance."""
 
-    def __init__(self, node_density, profile_mean=None, profile_density=None):
+    def __init__(
+        self,
+        node_density,
+        profile_standardisation=(None, None),
+        profile_density=(None, None),
+    ):
         self.node_location, self.node_precision = node_density
-        self.profile_mean, self.profile_scale = profile_mean or (None, None)
-        self.profile_location, self.profile_precision = profile_density or (
-            None,
-            None,
-        )
-        self.scale = np.ones(1 if profile_density is None else 2)
+        self.profile_mean, self.profile_scale = profile_standardisation
+        self.profile_location, self.profile_precision = profile_density
+        self.scale = np.ones(1 if self.profile_location is None else 2)
 
     @classmethod
     def fit(cls, nodes, profiles=None):
@@ -203,6 +205,9 @@ class OODDensity:
 
 
 def check_profiles(graphs, length, reference):
+    """The graphs' profiles as a float64 matrix, or the error naming the
+    first graph without one of ``length``; ``reference`` says where that
+    length comes from."""
     for graph in graphs:
         if graph.profile is None:
             raise ValueError(

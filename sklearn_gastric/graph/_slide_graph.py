@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from ..utils._validation import check_profile
+
 __all__ = ["SlideGraph"]
 
 
@@ -92,7 +94,7 @@ class SlideGraph:
         self.adjacency = self._check_adjacency(adjacency, n_nodes)
         self.scores = self._check_scores(scores, n_nodes)
         self.coords = self._check_coords(coords, n_nodes)
-        self.profile = self._check_profile(profile)
+        self.profile = check_profile(profile, f"Graph {self.name!r}")
 
     def __setstate__(self, state):
         # Graphs pickled before profiles existed have none.
@@ -147,21 +149,6 @@ class SlideGraph:
                 f"got {coords.shape}."
             )
         return coords.astype(np.int64, copy=False)
-
-    def _check_profile(self, profile):
-        if profile is None:
-            return None
-        profile = np.asarray(profile)
-        if profile.ndim != 1 or profile.size == 0 or profile.dtype.kind not in "biuf":
-            raise ValueError(
-                f"Graph {self.name!r}: profile must be a non-empty numeric vector; "
-                f"got shape {profile.shape}, dtype {profile.dtype}."
-            )
-        if not np.isfinite(profile).all():
-            raise ValueError(
-                f"Graph {self.name!r}: profile contains NaN or infinite values."
-            )
-        return profile.astype(np.float32, copy=False)
 
     @property
     def n_nodes(self):

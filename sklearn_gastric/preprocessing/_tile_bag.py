@@ -9,6 +9,7 @@ import numpy as np
 
 from ..io import SlideError, UnreadableTileWarning, open_slide
 from ..io._pixels import resize_area
+from ..utils._validation import check_profile
 
 __all__ = ["TileBag", "UnreadableTileWarning"]
 
@@ -126,9 +127,7 @@ class TileBag:
         )
         for column, values in columns.items():
             setattr(self, column, self._check_column(column, values))
-        self.profile = None
-        if profile is not None:
-            self.profile = np.asarray(profile, dtype=np.float32).reshape(-1)
+        self.profile = check_profile(profile, f"Slide {self.slide.name!r}")
 
     def _check_column(self, column, values):
         if values is None:

@@ -352,6 +352,22 @@ def check_slide_graphs(X, owner):
     return graphs
 
 
+def check_profile(profile, subject):
+    """A slide's profile (a bag's or a graph's) as a float32 vector, or
+    None; ``subject`` ("Slide 'x'", "Graph 'x'") starts the message."""
+    if profile is None:
+        return None
+    profile = np.asarray(profile)
+    if profile.ndim != 1 or profile.size == 0 or profile.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{subject}: profile must be a non-empty numeric vector; got shape "
+            f"{profile.shape}, dtype {profile.dtype}."
+        )
+    if not np.isfinite(profile).all():
+        raise ValueError(f"{subject}: profile contains NaN or infinite values.")
+    return profile.astype(np.float32, copy=False)
+
+
 def check_divisible_by_depth(height, width, depth, subject):
     """Refuse a tile or patch size that ``depth`` downsamplings do not divide.
 

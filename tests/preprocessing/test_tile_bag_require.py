@@ -111,3 +111,16 @@ def test_the_profile_survives_subset_replace_and_pickling():
     old = TileBag.__new__(TileBag)
     old.__setstate__(state)
     assert old.profile is None
+
+
+@pytest.mark.parametrize(
+    "profile, match",
+    [
+        (np.zeros((2, 2)), r"'s1': profile must be a non-empty numeric vector"),
+        ([], r"'s1': profile must be a non-empty numeric vector"),
+        ([1.0, np.inf], r"'s1': profile contains NaN or infinite values"),
+    ],
+)
+def test_a_bad_profile_names_the_slide(profile, match):
+    with pytest.raises(ValueError, match=match):
+        make_bag(profile=profile)
