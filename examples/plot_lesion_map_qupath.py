@@ -103,9 +103,14 @@ fig.tight_layout()
 # The top-K tiles and their graph
 # -------------------------------
 # The tiles the classifier looked at, as the segmenter read them, with the
-# outline of their pixels above the threshold; and the Pearson graph over
-# them, each node at its tile's place on the slide
-# (``show_edges=True`` draws the same edges on the lesion map).
+# outline of their pixels above the threshold: ``gallery=True`` puts them in
+# an inset left of the map, numbered as on it, at full detail (what
+# ``sklearn-gastric predict`` writes); the
+# :class:`~sklearn_gastric.visualization.TileGalleryDisplay` shows them
+# larger, with their scores and coordinates. Then the Pearson graph over
+# them, each node at its tile's place on the slide (``show_edges=True``
+# draws the same edges on the lesion map).
+LesionMapDisplay.from_prediction(prediction, gallery=True)
 TileGalleryDisplay.from_prediction(prediction, n_cols=4)
 SlideGraphDisplay(prediction.graph).plot()
 

@@ -43,7 +43,10 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     """Write one slide's lesion map PNG, QuPath GeoJSON, top-K gallery and
     graph PNGs; return its record.
 
-    The one writer of per-slide outputs, for ``predict`` and the demo.
+    The one writer of per-slide outputs, for ``predict`` and the demo. The
+    lesion map carries the top-K tiles in an inset gallery; the separate
+    gallery PNG adds their scores and coordinates (the tiles are read once
+    for both).
 
     Parameters
     ----------
@@ -74,12 +77,16 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     )
 
     folder = Path(folder)
-    display = LesionMapDisplay.from_prediction(prediction, max_size=max_size)
+    display = LesionMapDisplay.from_prediction(
+        prediction, max_size=max_size, gallery=True
+    )
     png = save_figure(display.figure_, folder / f"{stem}{LESION_MAP_SUFFIX}")
     geojson = export_geojson(prediction, folder / f"{stem}{GEOJSON_SUFFIX}")
     gallery = graph = None
     if len(prediction.top_coords):
-        figure = TileGalleryDisplay.from_prediction(prediction).figure_
+        figure = TileGalleryDisplay.from_prediction(
+            prediction, tiles=display.tiles
+        ).figure_
         gallery = str(save_figure(figure, folder / f"{stem}{TOP_TILES_SUFFIX}"))
     if prediction.graph is not None and prediction.graph.coords is not None:
         figure = SlideGraphDisplay(prediction.graph).plot().figure_

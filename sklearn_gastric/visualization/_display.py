@@ -6,12 +6,15 @@ from ..graph import SlideGraph
 from ..graph._confidence import OOD_WARNING
 from ..preprocessing import TileBag
 from ._drawing import (
+    draw_gallery,
     draw_legend,
     draw_overlay,
     draw_regions,
     draw_scale_bar,
     draw_tiles,
+    outlined_tile,
 )
+from ._gallery import read_tiles_at
 from ._lesion_map import lesion_map
 
 __all__ = ["LesionMapDisplay"]
@@ -24,7 +27,9 @@ class LesionMapDisplay:
     thumbnail with the lesion probability overlaid, the suspected lesion
     regions outlined, the top-K tiles outlined and numbered in score order,
     the slide graph's edges between them, and the predicted class with the
-    class probabilities in the title.
+    class probabilities in the title. Optionally, the top-K tiles at the
+    resolution the segmenter read them, numbered as on the map, in an inset
+    gallery to the left of it.
 
     Build it with :meth:`from_prediction` (a slide's
     :func:`~sklearn_gastric.pipeline.predict_slides` output) or
@@ -62,6 +67,12 @@ class LesionMapDisplay:
         True puts a warning in the title that the slide is unlike the
         training slides, so its class and probabilities are not to be
         trusted.
+    tiles : ndarray of shape (n_top, h, w, 3), dtype uint8, default=None
+        The top-K tiles' pixels, in the order of ``tile_coords``, for the
+        inset gallery; None draws no gallery.
+    tile_prob_maps : ndarray of shape (n_top, map_h, map_w), default=None
+        Their lesion probability maps, to outline their pixels above the
+        threshold in the gallery.
 
     Attributes
     ----------
@@ -86,6 +97,8 @@ class LesionMapDisplay:
         The graph's edges.
     colorbar_ : matplotlib Colorbar or None
         The probability colour bar.
+    gallery_ : matplotlib AnchoredOffsetbox or None
+        The inset gallery of the top-K tiles (None without ``tiles``).
 
     See Also
     --------
@@ -127,6 +140,8 @@ class LesionMapDisplay:
         bag=None,
         mpp=None,
         out_of_distribution=None,
+        tiles=None,
+        tile_prob_maps=None,
     ):
         self.lesion_map = lesion_map
         self.thumbnail = thumbnail
@@ -139,6 +154,8 @@ class LesionMapDisplay:
         self.bag = bag
         self.mpp = mpp
         self.out_of_distribution = out_of_distribution
+        self.tiles = tiles
+        self.tile_prob_maps = tile_prob_maps
 
     def plot(
         self,
@@ -152,6 +169,9 @@ class LesionMapDisplay:
         legend=True,
         scale_bar=True,
         colorbar=True,
+        show_gallery=True,
+        gallery_columns=2,
+        gallery_tile_inches=0.9,
         tile_color="#0072b2",
         edge_color="#0072b2",
         region_color="black",
@@ -187,6 +207,14 @@ class LesionMapDisplay:
             A scale bar in µm, when ``mpp`` is known.
         colorbar : bool, default=True
             A colour bar of the overlay's probabilities.
+        show_gallery : bool, default=True
+            The inset gallery of the top-K tiles, when the display has
+            ``tiles``; the tiles' pixels above the threshold are outlined in
+            ``region_color``.
+        gallery_columns : int, default=2
+            Tiles per row of the gallery.
+        gallery_tile_inches : float, default=0.9
+            Side of a gallery tile in the figure.
         tile_color, edge_color, region_color : str
             Colours of the top-K tile outlines, the graph edges and the
             region outlines.
@@ -246,9 +274,39 @@ class LesionMapDisplay:
             self.colorbar_.set_label(
                 f"lesion probability (clear at or below {self.lesion_map.threshold:g})"
             )
+        self.gallery_ = None
+        if show_gallery and self.tiles is not None:
+            self.gallery_ = draw_gallery(
+                ax,
+                self._outlined_tiles(region_color),
+                n_cols=gallery_columns,
+                tile_inches=gallery_tile_inches,
+                tile_color=tile_color,
+            )
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
+
+    def _outlined_tiles(self, color):
+        """The gallery's tiles, their pixels above the threshold outlined."""
+        name = self.lesion_map.name
+        n_top = 0 if self.tile_coords is None else len(self.tile_coords)
+        if len(self.tiles) != n_top:
+            raise ValueError(
+                f"Slide {name!r}: {len(self.tiles)} gallery tiles for {n_top} "
+                "top-K tiles in tile_coords."
+            )
+        maps = self.tile_prob_maps
+        if maps is not None and len(maps) != len(self.tiles):
+            raise ValueError(
+                f"Slide {name!r}: {len(maps)} tile_prob_maps for "
+                f"{len(self.tiles)} gallery tiles."
+            )
+        threshold = self.lesion_map.threshold
+        return [
+            outlined_tile(tile, None if maps is None else maps[i], threshold, color)
+            for i, tile in enumerate(self.tiles)
+        ]
 
     def _title(self):
         name = self.lesion_map.name
@@ -279,6 +337,7 @@ class LesionMapDisplay:
         threshold=0.5,
         downsample=None,
         max_size=1024,
+        gallery=False,
         ax=None,
         **plot_kwargs,
     ):
@@ -304,7 +363,7 @@ class LesionMapDisplay:
             Threshold of the suspected lesion regions.
         downsample : float, default=None
             Resolution of the lesion map, see :func:`lesion_map`.
-        max_size, ax, **plot_kwargs
+        max_size, gallery, ax, **plot_kwargs
             See :meth:`from_prediction`.
 
         Returns
@@ -339,10 +398,13 @@ class LesionMapDisplay:
             threshold=threshold,
             downsample=downsample,
             max_size=max_size,
+            gallery=gallery,
         ).plot(ax=ax, **plot_kwargs)
 
     @classmethod
-    def from_prediction(cls, prediction, *, max_size=1024, ax=None, **plot_kwargs):
+    def from_prediction(
+        cls, prediction, *, max_size=1024, gallery=False, ax=None, **plot_kwargs
+    ):
         """Display a slide's prediction: its lesion map, top tiles, graph and class.
 
         Parameters
@@ -354,6 +416,9 @@ class LesionMapDisplay:
         max_size : int, default=1024
             Longest side of the thumbnail in pixels
             (:meth:`~sklearn_gastric.io.Slide.read_view`).
+        gallery : bool, default=False
+            Read the top-K tiles again from the slide, as the segmenter read
+            them, for the inset gallery (``tiles`` of the display).
         ax : matplotlib Axes, default=None
             Axes to draw on.
         **plot_kwargs
@@ -389,6 +454,9 @@ class LesionMapDisplay:
             adjacency = prediction.graph.adjacency
         tile_coords = prediction.top_coords
         thumbnail, extent = _thumbnail(bag.slide, max_size)
+        tiles = tile_maps = None
+        if gallery and len(tile_coords):
+            tiles, tile_maps = read_tiles_at(bag, tile_coords)
         display = cls(
             prediction.lesion_map,
             thumbnail,
@@ -401,6 +469,8 @@ class LesionMapDisplay:
             bag=bag,
             mpp=_slide_mpp(bag.slide),
             out_of_distribution=prediction.out_of_distribution,
+            tiles=tiles,
+            tile_prob_maps=tile_maps,
         )
         return display.plot(ax=ax, **plot_kwargs)
 
@@ -470,9 +540,13 @@ class LesionMapDisplay:
         threshold,
         downsample,
         max_size,
+        gallery,
     ):
         """The display of a segmented bag: its lesion map and thumbnail."""
         thumbnail, extent = _thumbnail(bag.slide, max_size)
+        tiles = tile_maps = None
+        if gallery and tile_coords is not None and len(tile_coords):
+            tiles, tile_maps = read_tiles_at(bag, tile_coords)
         return cls(
             lesion_map(bag, threshold, downsample=downsample),
             thumbnail,
@@ -484,6 +558,8 @@ class LesionMapDisplay:
             proba=proba,
             bag=bag,
             mpp=_slide_mpp(bag.slide),
+            tiles=tiles,
+            tile_prob_maps=tile_maps,
         )
 
 

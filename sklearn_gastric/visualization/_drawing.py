@@ -5,11 +5,13 @@ import math
 import numpy as np
 
 __all__ = [
+    "draw_gallery",
     "draw_legend",
     "draw_overlay",
     "draw_regions",
     "draw_scale_bar",
     "draw_tiles",
+    "outlined_tile",
     "overlay_rgba",
 ]
 
@@ -210,3 +212,114 @@ def nice_length(length):
         if step * power <= length:
             return step * power
     return power
+
+
+def outlined_tile(tile, prob_map, threshold, color):
+    """A tile with the boundary of its pixels above ``threshold`` painted in
+    ``color`` (one pixel wide, at the tile's resolution).
+
+    Parameters
+    ----------
+    tile : ndarray of shape (h, w, 3), dtype uint8
+    prob_map : ndarray of shape (map_h, map_w) or None
+        The tile's lesion probabilities; the map is stretched over the tile.
+        None returns a copy of the tile.
+    threshold : float
+    color : matplotlib colour
+
+    Returns
+    -------
+    tile : ndarray of shape (h, w, 3), dtype uint8
+    """
+    from matplotlib.colors import to_rgb
+    from skimage.segmentation import find_boundaries
+    from skimage.transform import resize
+
+    tile = np.array(tile, dtype=np.uint8)
+    if prob_map is None:
+        return tile
+    lesion = resize(
+        np.asarray(prob_map) > threshold,
+        tile.shape[:2],
+        order=0,
+        anti_aliasing=False,
+        preserve_range=True,
+    ).astype(bool)
+    # Inner boundary, so that the edge of the tile still outlines a lesion
+    # that reaches it.
+    boundary = find_boundaries(np.pad(lesion, 1), mode="inner")[1:-1, 1:-1]
+    tile[boundary & lesion] = np.round(np.asarray(to_rgb(color)) * 255)
+    return tile
+
+
+def draw_gallery(ax, tiles, *, n_cols, tile_inches, tile_color):
+    """The top-K tiles as a grid of numbered, framed images to the left of
+    the map.
+
+    Each image is drawn at ``tile_inches`` a side whatever the figure's
+    size, so the tiles keep the detail the thumbnail loses.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        The lesion map's axes.
+    tiles : ndarray of shape (n_tiles, h, w, 3), dtype uint8
+        Highest score first, outlines already painted (:func:`outlined_tile`).
+    n_cols : int
+        Tiles per row.
+    tile_inches : float
+        Side of a tile in the figure.
+    tile_color : matplotlib colour
+        Of the rank numbers and the frames, as on the map.
+
+    Returns
+    -------
+    gallery : AnchoredOffsetbox
+    """
+    from matplotlib.offsetbox import (
+        AnchoredOffsetbox,
+        HPacker,
+        OffsetImage,
+        PaddedBox,
+        TextArea,
+        VPacker,
+    )
+
+    cells = []
+    for rank, tile in enumerate(tiles, start=1):
+        # OffsetImage scales by points (1/72 inch), and adapts to the dpi.
+        image = PaddedBox(
+            OffsetImage(tile, zoom=tile_inches * 72 / tile.shape[1]),
+            pad=1,
+            draw_frame=True,
+            patch_attrs={
+                "edgecolor": tile_color,
+                "facecolor": "none",
+                "linewidth": 1.2,
+                "boxstyle": "square,pad=0",
+            },
+        )
+        label = TextArea(
+            f"#{rank}",
+            textprops={"color": tile_color, "fontsize": 7, "fontweight": "bold"},
+        )
+        cells.append(VPacker(children=[label, image], align="center", pad=0, sep=1))
+    rows = [
+        HPacker(children=cells[start : start + n_cols], align="top", pad=0, sep=4)
+        for start in range(0, len(cells), n_cols)
+    ]
+    heading = TextArea(
+        f"top-{len(cells)} tiles, as segmented",
+        textprops={"fontsize": 7},
+    )
+    gallery = AnchoredOffsetbox(
+        loc="upper right",
+        child=VPacker(children=[heading, *rows], align="left", pad=0, sep=4),
+        pad=0.2,
+        borderpad=0,
+        frameon=False,
+        bbox_to_anchor=(-0.03, 1.0),
+        bbox_transform=ax.transAxes,
+    )
+    ax.add_artist(gallery)
+    return gallery

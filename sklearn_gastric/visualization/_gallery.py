@@ -5,7 +5,46 @@ import math
 
 import numpy as np
 
-__all__ = ["SlideGraphDisplay", "TileGalleryDisplay"]
+__all__ = ["SlideGraphDisplay", "TileGalleryDisplay", "read_tiles_at"]
+
+
+def read_tiles_at(bag, coords):
+    """The pixels and lesion maps of the bag's tiles at ``coords``.
+
+    Parameters
+    ----------
+    bag : TileBag
+        The slide's segmented tiles (bags hold no pixels: each tile is read
+        again, as the segmenter read it).
+    coords : ndarray of shape (n, 2)
+        Level-0 ``(x, y)`` of tiles of the bag, in the order wanted.
+
+    Returns
+    -------
+    tiles : ndarray of shape (n, tile_size, tile_size, 3), dtype uint8
+    prob_maps : ndarray of shape (n, map_h, map_w) or None
+        None when the bag has no ``prob_maps``.
+
+    Raises
+    ------
+    ValueError
+        A coordinate is not one of the bag's tiles.
+    """
+    rows = _rows_at(bag, coords)
+    tiles = np.stack([bag.read_tile(i) for i in rows])
+    return tiles, None if bag.prob_maps is None else bag.prob_maps[rows]
+
+
+def _rows_at(bag, coords):
+    """The bag's rows of the tiles at ``coords``, in their order."""
+    index = {tuple(xy): i for i, xy in enumerate(bag.coords.tolist())}
+    coords = np.asarray(coords).tolist()
+    missing = [xy for xy in coords if tuple(xy) not in index]
+    if missing:
+        raise ValueError(
+            f"Slide {bag.name!r}: no tile of the bag at (x, y) = {missing[0]}."
+        )
+    return [index[tuple(xy)] for xy in coords]
 
 
 class TileGalleryDisplay:
@@ -109,13 +148,16 @@ class TileGalleryDisplay:
         return self
 
     @classmethod
-    def from_prediction(cls, prediction, **plot_kwargs):
+    def from_prediction(cls, prediction, *, tiles=None, **plot_kwargs):
         """The gallery of a prediction's top-K tiles.
 
         Parameters
         ----------
         prediction : SlidePrediction
             From :func:`~sklearn_gastric.pipeline.predict_slides`.
+        tiles : ndarray of shape (n_top, h, w, 3), default=None
+            The top-K tiles' pixels when they were already read (a
+            :class:`LesionMapDisplay`'s ``tiles``); None reads them.
         **plot_kwargs
             Passed to :meth:`plot`.
 
@@ -128,16 +170,18 @@ class TileGalleryDisplay:
         ValueError
             The prediction has no top-K tiles.
         """
-        bag = prediction.bag
         coords = prediction.top_coords
         if not len(coords):
             raise ValueError(f"Slide {prediction.name!r}: no top-K tile to show.")
-        index = {tuple(xy): i for i, xy in enumerate(bag.coords.tolist())}
-        rows = [index[tuple(xy)] for xy in coords.tolist()]
+        bag = prediction.bag
+        rows = _rows_at(bag, coords)
+        if tiles is None:
+            tiles = np.stack([bag.read_tile(i) for i in rows])
+        prob_maps = None if bag.prob_maps is None else bag.prob_maps[rows]
         return cls(
-            np.stack([bag.read_tile(i) for i in rows]),
+            tiles,
             prediction.top_scores,
-            prob_maps=None if bag.prob_maps is None else bag.prob_maps[rows],
+            prob_maps=prob_maps,
             threshold=prediction.lesion_map.threshold,
             coords=coords,
             name=prediction.name,

@@ -81,3 +81,96 @@ def test_graph_display_places_nodes_on_the_slide():
     assert display.ax_.get_title() == ("hand-made: graph over the top-3 tiles, 2 edges")
     with pytest.raises(ValueError, match="'graph': the graph has no node coords"):
         SlideGraphDisplay(SlideGraph(np.eye(2), np.zeros((2, 2)))).plot()
+
+
+def _leaves(box, kind):
+    """Every offsetbox of type ``kind`` under ``box``, depth first."""
+    found = [box] if isinstance(box, kind) else []
+    for child in box.get_children():
+        found += _leaves(child, kind)
+    return found
+
+
+def test_outlined_tile_paints_the_inner_boundary_of_the_lesion():
+    from sklearn_gastric.visualization._drawing import outlined_tile
+
+    tile = np.full((8, 8, 3), 200, np.uint8)
+    prob_map = np.zeros((4, 4), np.float32)
+    prob_map[:2, :2] = 0.9
+    outlined = outlined_tile(tile, prob_map, 0.5, "black")
+    # The 2x2 map block is the 4x4 top-left pixels; its one-pixel ring is
+    # painted (the tile's edge counts as a border), its 2x2 inside is not.
+    ring = np.zeros((8, 8), dtype=bool)
+    ring[:4, :4] = True
+    ring[1:3, 1:3] = False
+    np.testing.assert_array_equal(outlined[ring], 0)
+    np.testing.assert_array_equal(outlined[~ring], 200)
+    np.testing.assert_array_equal(tile, 200)  # the input is not modified
+    np.testing.assert_array_equal(outlined_tile(tile, None, 0.5, "black"), tile)
+
+
+def test_lesion_map_inset_gallery_shows_the_top_tiles_left_of_the_map(prediction):
+    from matplotlib.offsetbox import OffsetImage, TextArea
+
+    from sklearn_gastric.visualization import LesionMapDisplay
+    from sklearn_gastric.visualization._drawing import outlined_tile
+
+    display = LesionMapDisplay.from_prediction(prediction, gallery=True)
+    bag, coords = prediction.bag, prediction.top_coords
+    rows = [bag.coords.tolist().index(xy) for xy in coords.tolist()]
+    images = _leaves(display.gallery_, OffsetImage)
+    assert len(images) == len(coords) == 4
+    for image, row in zip(images, rows):
+        expected = outlined_tile(bag.read_tile(row), bag.prob_maps[row], 0.5, "black")
+        np.testing.assert_array_equal(image.get_data(), expected)
+    texts = [t.get_text() for t in _leaves(display.gallery_, TextArea)]
+    assert texts == ["top-4 tiles, as segmented", "#1", "#2", "#3", "#4"]
+    # Drawn at 0.9 inch a side, left of the map's axes.
+    figure = display.figure_
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    gallery = display.gallery_.get_window_extent(renderer)
+    assert gallery.x1 <= display.ax_.get_window_extent(renderer).x0
+    extent = images[0].get_window_extent(renderer)
+    assert extent.width == pytest.approx(0.9 * figure.dpi, abs=1)
+
+
+def test_lesion_map_gallery_is_optional(prediction):
+    from sklearn_gastric.visualization import LesionMapDisplay
+
+    assert LesionMapDisplay.from_prediction(prediction).gallery_ is None
+    display = LesionMapDisplay.from_prediction(
+        prediction, gallery=True, show_gallery=False
+    )
+    assert display.tiles is not None and display.gallery_ is None
+
+
+def test_lesion_map_gallery_from_a_bag_and_its_errors():
+    from sklearn_gastric.preprocessing import TileBag
+    from sklearn_gastric.visualization import LesionMapDisplay
+    from sklearn_gastric.visualization._gallery import read_tiles_at
+
+    pixels = np.zeros((32, 64, 3), np.uint8)
+    pixels[:, 32:] = 120
+    maps = np.zeros((2, 4, 4), dtype=np.float32)
+    maps[1] = 0.9
+    bag = TileBag(
+        Slide(pixels, name="two-tiles"),
+        [[0, 0], [32, 0]],
+        32,
+        scores=[0.0, 14.4],
+        prob_maps=maps,
+    )
+    display = LesionMapDisplay.from_bag(bag, k=1, gallery=True)
+    (tile,) = display.tiles
+    np.testing.assert_array_equal(tile, 120)
+    np.testing.assert_array_equal(display.tile_prob_maps, maps[1:])
+    with pytest.raises(
+        ValueError, match=r"'two-tiles': no tile of the bag at .*\[5, 5\]"
+    ):
+        read_tiles_at(bag, [[5, 5]])
+    display.tiles = np.concatenate([display.tiles] * 2)
+    with pytest.raises(
+        ValueError, match="'two-tiles': 2 gallery tiles for 1 top-K tiles"
+    ):
+        display.plot()
