@@ -216,7 +216,12 @@ def nice_length(length):
 
 def outlined_tile(tile, prob_map, threshold, color):
     """A tile with the boundary of its pixels above ``threshold`` painted in
-    ``color`` (one pixel wide, at the tile's resolution).
+    ``color``.
+
+    The outline is burnt into the pixels, so that it travels with the tile
+    into any image (a figure's axes, an inset's offset box, a report). It is
+    one pixel wide per 128 pixels of tile side, at least one, so that it
+    survives the tile being drawn a few times smaller than its resolution.
 
     Parameters
     ----------
@@ -232,7 +237,7 @@ def outlined_tile(tile, prob_map, threshold, color):
     tile : ndarray of shape (h, w, 3), dtype uint8
     """
     from matplotlib.colors import to_rgb
-    from skimage.segmentation import find_boundaries
+    from scipy.ndimage import binary_erosion
     from skimage.transform import resize
 
     tile = np.array(tile, dtype=np.uint8)
@@ -245,10 +250,11 @@ def outlined_tile(tile, prob_map, threshold, color):
         anti_aliasing=False,
         preserve_range=True,
     ).astype(bool)
-    # Inner boundary, so that the edge of the tile still outlines a lesion
-    # that reaches it.
-    boundary = find_boundaries(np.pad(lesion, 1), mode="inner")[1:-1, 1:-1]
-    tile[boundary & lesion] = np.round(np.asarray(to_rgb(color)) * 255)
+    width = max(1, max(tile.shape[:2]) // 128)
+    # Inner boundary, the tile's edge counting as outside, so that a lesion
+    # reaching the edge is still outlined there.
+    inside = binary_erosion(lesion, iterations=width, border_value=0)
+    tile[lesion & ~inside] = np.round(np.asarray(to_rgb(color)) * 255)
     return tile
 
 

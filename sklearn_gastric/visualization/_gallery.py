@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ._drawing import outlined_tile
+
 __all__ = ["SlideGraphDisplay", "TileGalleryDisplay", "read_tiles_at"]
 
 
@@ -103,7 +105,6 @@ class TileGalleryDisplay:
         display : TileGalleryDisplay
         """
         import matplotlib.pyplot as plt
-        from skimage.measure import find_contours
 
         n_tiles = len(self.tiles)
         n_cols = max(1, min(n_cols, n_tiles))
@@ -118,19 +119,11 @@ class TileGalleryDisplay:
             ax.set_axis_off()
         self.axes_ = list(axes.ravel()[:n_tiles])
         for rank, ax in enumerate(self.axes_, start=1):
-            tile = self.tiles[rank - 1]
-            ax.imshow(tile, interpolation="nearest")
-            if self.prob_maps is not None:
-                prob_map = np.asarray(self.prob_maps[rank - 1], dtype=np.float32)
-                scale = tile.shape[0] / prob_map.shape[0]
-                padded = np.pad(prob_map > self.threshold, 1).astype(np.float32)
-                for contour in find_contours(padded, 0.5):
-                    ax.plot(
-                        (contour[:, 1] - 0.5) * scale - 0.5,
-                        (contour[:, 0] - 0.5) * scale - 0.5,
-                        color=outline_color,
-                        linewidth=1.0,
-                    )
+            prob_map = None if self.prob_maps is None else self.prob_maps[rank - 1]
+            tile = outlined_tile(
+                self.tiles[rank - 1], prob_map, self.threshold, outline_color
+            )
+            ax.imshow(tile, interpolation="antialiased")
             label = f"#{rank}  score {float(self.scores[rank - 1]):.3g}"
             if self.coords is not None:
                 x, y = (int(v) for v in self.coords[rank - 1])

@@ -15,6 +15,7 @@ from sklearn_gastric.visualization import (  # noqa: E402
     SlideGraphDisplay,
     TileGalleryDisplay,
 )
+from sklearn_gastric.visualization._drawing import outlined_tile  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,8 @@ def test_gallery_shows_the_top_tiles_as_the_segmenter_read_them(prediction):
     bag = prediction.bag
     rows = [bag.coords.tolist().index(xy) for xy in prediction.top_coords.tolist()]
     for ax, row in zip(display.axes_, rows):
-        np.testing.assert_array_equal(ax.images[0].get_array(), bag.read_tile(row))
+        expected = outlined_tile(bag.read_tile(row), bag.prob_maps[row], 0.5, "black")
+        np.testing.assert_array_equal(ax.images[0].get_array(), expected)
     x, y = prediction.top_coords[0]
     assert display.axes_[0].get_title().startswith("#1  score ")
     assert display.axes_[0].get_title().endswith(f"(x, y) = ({x}, {y})")
@@ -44,17 +46,16 @@ def test_gallery_shows_the_top_tiles_as_the_segmenter_read_them(prediction):
     assert display.figure_.axes[-1].axison is False
 
 
-def test_gallery_outlines_pixels_above_the_threshold():
+def test_gallery_burns_the_outline_into_the_tile_as_the_inset_does():
     tiles = np.full((1, 8, 8, 3), 200, np.uint8)
     maps = np.zeros((1, 4, 4), np.float32)
     maps[0, :2, :2] = 0.9
-    display = TileGalleryDisplay(tiles, [1.0], prob_maps=maps).plot()
-    (line,) = display.axes_[0].lines
-    xs, ys = line.get_data()
-    # The 2x2 map block is the 4x4 top-left pixels: its border runs on the
-    # pixel edges at -0.5 and 3.5.
-    assert xs.min() == pytest.approx(-0.5) and xs.max() == pytest.approx(3.5)
-    assert ys.min() == pytest.approx(-0.5) and ys.max() == pytest.approx(3.5)
+    display = TileGalleryDisplay(tiles, [1.0], prob_maps=maps).plot(outline_color="red")
+    assert not display.axes_[0].lines
+    np.testing.assert_array_equal(
+        display.axes_[0].images[0].get_array(),
+        outlined_tile(tiles[0], maps[0], 0.5, "red"),
+    )
 
 
 def test_gallery_of_a_prediction_without_top_tiles_is_an_error(prediction):
@@ -92,8 +93,6 @@ def _leaves(box, kind):
 
 
 def test_outlined_tile_paints_the_inner_boundary_of_the_lesion():
-    from sklearn_gastric.visualization._drawing import outlined_tile
-
     tile = np.full((8, 8, 3), 200, np.uint8)
     prob_map = np.zeros((4, 4), np.float32)
     prob_map[:2, :2] = 0.9
@@ -109,11 +108,23 @@ def test_outlined_tile_paints_the_inner_boundary_of_the_lesion():
     np.testing.assert_array_equal(outlined_tile(tile, None, 0.5, "black"), tile)
 
 
+def test_outlined_tile_widens_the_outline_with_the_tile_side():
+    tile = np.full((256, 256, 3), 200, np.uint8)
+    prob_map = np.zeros((4, 4), np.float32)
+    prob_map[1:3, 1:3] = 0.9  # pixels 64..191 on both axes
+    outlined = outlined_tile(tile, prob_map, 0.5, (1.0, 0.0, 0.0))
+    # Two pixels per 256: a ring of width 2 inside the block; 8-connected
+    # corners count as inside, as the erosion follows 4-neighbours.
+    painted = np.all(outlined == (255, 0, 0), axis=-1)
+    assert painted.sum() == 128 * 128 - 124 * 124
+    assert painted[64, 64] and painted[65, 65] and not painted[66, 66]
+    assert not painted[63, 64] and not painted[128, 128]
+
+
 def test_lesion_map_inset_gallery_shows_the_top_tiles_left_of_the_map(prediction):
     from matplotlib.offsetbox import OffsetImage, TextArea
 
     from sklearn_gastric.visualization import LesionMapDisplay
-    from sklearn_gastric.visualization._drawing import outlined_tile
 
     display = LesionMapDisplay.from_prediction(prediction, gallery=True)
     bag, coords = prediction.bag, prediction.top_coords
