@@ -149,13 +149,13 @@ def test_graph_profile_is_the_whole_slide_not_the_top_k():
     bag = make_bag(rng.normal(size=(20, 3)), scores=rng.random(20))
     (graph,) = PearsonGraphBuilder().transform(TopKSelector(k=4).transform([bag]))
     assert graph.n_nodes == 4
-    expected = np.quantile(bag.features, [0.1, 0.9], axis=0).T.ravel()
+    expected = np.quantile(bag.features, [0.1, 0.5, 0.9], axis=0).T.ravel()
     np.testing.assert_allclose(graph.profile, expected, rtol=1e-6)
     # Without a TopKSelector, the profile of the bag's own tiles.
     (direct,) = PearsonGraphBuilder().transform([bag.subset([0, 1, 2])])
     np.testing.assert_allclose(
         direct.profile,
-        np.quantile(bag.features[:3], [0.1, 0.9], axis=0).T.ravel(),
+        np.quantile(bag.features[:3], [0.1, 0.5, 0.9], axis=0).T.ravel(),
         rtol=1e-6,
     )
 

@@ -34,9 +34,9 @@ def test_top_k_in_descending_order():
 def test_the_top_k_keep_the_profile_of_every_tile():
     bag = make_bag([0.5, 3.0, 1.0, 2.0, 0.0])
     (top,) = TopKSelector(k=2).fit_transform([bag])
-    # Features 2i, 2i + 1 for tiles i = 0..4: percentiles 10 and 90 of
-    # 0, 2, 4, 6, 8 are 0.8 and 7.2; of 1, 3, 5, 7, 9, 1.8 and 8.2.
-    np.testing.assert_allclose(top.profile, [0.8, 7.2, 1.8, 8.2], rtol=1e-6)
+    # Features 2i, 2i + 1 for tiles i = 0..4: percentiles 10, 50 and 90 of
+    # 0, 2, 4, 6, 8 are 0.8, 4 and 7.2; of 1, 3, 5, 7, 9, 1.8, 5 and 8.2.
+    np.testing.assert_allclose(top.profile, [0.8, 4.0, 7.2, 1.8, 5.0, 8.2], rtol=1e-6)
     # A second selection keeps the whole slide's profile, not its own.
     (again,) = TopKSelector(k=1).fit_transform([top])
     np.testing.assert_array_equal(again.profile, top.profile)
