@@ -1,6 +1,5 @@
 """The ``sklearn-gastric demo`` run: the whole method on a synthetic cohort."""
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -142,6 +141,7 @@ def run_demo(
     from .datasets import fetch_cmu_small_region, fetch_he_target
     from .io import open_slide
     from .utils import write_text_atomic
+    from .utils._json import dumps
 
     if config is None:
         config = QUICK if quick else FULL
@@ -187,7 +187,7 @@ def run_demo(
         "slide_out_of_distribution": record["out_of_distribution"],
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(out_dir / "summary.json", dumps(summary, indent=2))
     say(f"done; wrote {out_dir / 'summary.json'}")
     if verbose:
         print(

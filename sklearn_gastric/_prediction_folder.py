@@ -13,21 +13,55 @@ from every record in the folder under a lock, so that:
   then rebuilds the index holding the lock, so the last to finish sees all;
 - a stem is claimed atomically (``O_EXCL``) before a slide's files are
   written, so two different slides with the same file name never share
-  outputs, within a run or across runs.
+  outputs, within a run or across runs; a stem too long for the file
+  system is shortened (its start and a hash of the whole name);
+- the folder may be shared with others, so nothing in it is trusted: a
+  record is read only if it is a regular file of at most
+  :data:`MAX_RECORD_BYTES` inside the folder, and used only if every field
+  the index, the CSV and the report read has the right type. Any other is
+  skipped, with a warning, and listed among the index's errors as
+  ``"<file>: malformed record: <why>"``;
+- a run waits at most :data:`LOCK_TIMEOUT` seconds (or
+  ``SKLEARN_GASTRIC_LOCK_TIMEOUT``) for the lock, saying so after a few
+  seconds, then gives up with :class:`~sklearn_gastric.utils._files.LockTimeoutError`;
+- ``report.html``, when asked for or already in the folder, is rebuilt
+  under the same lock as the index, from the same records, so the two
+  always list the same slides.
+
+Every JSON file is strict JSON (:func:`~sklearn_gastric.utils._json.dumps`):
+a non-finite number is written ``null``.
 """
 
 import csv
 import io
 import itertools
-import json
+import math
 import os
+import warnings
 from pathlib import Path
 
 from ._version import __version__
 from .graph._confidence import OOD_WARNING
 from .utils import file_lock, write_text_atomic
+from .utils._files import (
+    RefusedFileError,
+    fit_name,
+    name_max,
+    raise_if_no_space,
+    read_file_in,
+)
+from .utils._json import dumps, loads
 
-__all__ = ["PredictionFolder", "ood_warning", "write_slide_outputs"]
+__all__ = [
+    "LOCK_TIMEOUT",
+    "LOCK_TIMEOUT_VARIABLE",
+    "MAX_RECORD_BYTES",
+    "PredictionFolder",
+    "fit_stem",
+    "lock_timeout",
+    "ood_warning",
+    "write_slide_outputs",
+]
 
 RECORD_SUFFIX = "_prediction.json"
 LESION_MAP_SUFFIX = "_lesion_map.png"
@@ -35,8 +69,19 @@ GEOJSON_SUFFIX = "_lesions.geojson"
 TOP_TILES_SUFFIX = "_top_tiles.png"
 GRAPH_SUFFIX = "_graph.png"
 INDEX_FILES = {"json": "predictions.json", "csv": "predictions.csv"}
+REPORT_FILE = "report.html"
+#: The largest record read, in bytes: a record is a few KB.
+MAX_RECORD_BYTES = 1 << 20
+#: Seconds a run waits for the folder's lock before giving up.
+LOCK_TIMEOUT = 600.0
+#: The environment variable that overrides :data:`LOCK_TIMEOUT` (seconds).
+LOCK_TIMEOUT_VARIABLE = "SKLEARN_GASTRIC_LOCK_TIMEOUT"
+_LOCK_NOTICE_AFTER = 3.0
 _LOCK = ".predictions.lock"
 _RUNNING = "running"
+# Room left in a file name after the stem: the longest suffix and "_<n>".
+_SUFFIX_BYTES = max(map(len, (RECORD_SUFFIX, GEOJSON_SUFFIX, LESION_MAP_SUFFIX)))
+_NUMBER_BYTES = 8
 
 
 def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
@@ -57,7 +102,8 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     stem : str
         The files are ``<stem>_lesion_map.png``, ``<stem>_lesions.geojson``,
         ``<stem>_top_tiles.png`` (when the pipeline selects tiles) and
-        ``<stem>_graph.png`` (when it builds a graph).
+        ``<stem>_graph.png`` (when it builds a graph); a stem too long for
+        the file system is shortened (:func:`fit_stem`).
     max_size : int, default=1024
         Longest side of the lesion map's thumbnail.
 
@@ -77,6 +123,7 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     )
 
     folder = Path(folder)
+    stem = fit_stem(folder, stem)
     display = LesionMapDisplay.from_prediction(
         prediction, max_size=max_size, gallery=True
     )
@@ -100,15 +147,66 @@ def write_slide_outputs(prediction, folder, stem, *, max_size=1024):
     }
 
 
+def fit_stem(folder, stem):
+    """``stem``, or a shorter stem when the names of its files in ``folder``
+    (with the longest suffix and a ``_<n>`` for a namesake) would be longer
+    than its file system takes: its start and a hash of the whole stem, the
+    same for the same stem.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        An existing folder.
+    stem : str
+
+    Returns
+    -------
+    stem : str
+    """
+    return fit_name(stem, name_max(folder) - _SUFFIX_BYTES - _NUMBER_BYTES)
+
+
 def ood_warning(record):
     """The warning printed beside a slide's class when it is out of
     distribution; None when it is not (or the model gives no score)."""
     if not record.get("out_of_distribution"):
         return None
     return (
-        f"{OOD_WARNING} (score {record['ood_score']:.3g} > threshold "
-        f"{record['ood_threshold']:.3g})"
+        f"{OOD_WARNING} (score {_short_number(record.get('ood_score'))} > "
+        f"threshold {_short_number(record.get('ood_threshold'))})"
     )
+
+
+def _short_number(value):
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def lock_timeout():
+    """Seconds to wait for a folder's lock: ``SKLEARN_GASTRIC_LOCK_TIMEOUT``
+    when set, else :data:`LOCK_TIMEOUT`; None (no limit) for ``inf``.
+
+    Returns
+    -------
+    seconds : float or None
+
+    Raises
+    ------
+    ValueError
+        The variable holds no positive number of seconds.
+    """
+    text = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return LOCK_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise ValueError(
+            f"{LOCK_TIMEOUT_VARIABLE}={text!r}: give the seconds to wait for a "
+            "prediction folder's lock, a positive number (or inf)."
+        )
+    return None if math.isinf(seconds) else seconds
 
 
 class PredictionFolder:
@@ -118,15 +216,26 @@ class PredictionFolder:
     ----------
     folder : pathlib.Path
         An existing, writable folder.
+    lock_timeout : float, default=LOCK_TIMEOUT
+        Seconds to wait for the folder's lock (held by another run) before
+        giving up; None waits for as long as it takes.
+    notify : callable, default=None
+        Called with each message for the user: a record skipped as
+        malformed, a wait for the lock. By default, a warning.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, *, lock_timeout=LOCK_TIMEOUT, notify=None):
         self.folder = Path(folder)
+        self.lock_timeout = lock_timeout
+        self.notify = notify
         self._pending = {}
 
     def claim(self, slide_path):
         """The output stem of a slide: its file stem, or ``stem_2``, ... when
         another slide of that stem already has records here.
+
+        A stem too long for the file system (with the longest suffix) is
+        shortened to its start and a hash of the whole stem.
 
         Parameters
         ----------
@@ -135,28 +244,54 @@ class PredictionFolder:
         Returns
         -------
         stem : str
+
+        Raises
+        ------
+        NoSpaceError
+            The device is full; nothing of the claim is left.
         """
         key = str(Path(slide_path).absolute())
-        base = Path(slide_path).stem or "slide"
+        base = fit_stem(self.folder, Path(slide_path).stem or "slide")
         for n in itertools.count(1):
             stem = base if n == 1 else f"{base}_{n}"
             record = self._record_path(stem)
             try:
                 descriptor = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             except FileExistsError:
-                if _read_json(record).get("path") == key:
-                    self._pending[stem] = record
+                if _read_json(self.folder, record.name).get("path") == key:
+                    self._pending[stem] = (record, False)
                     return stem
                 continue
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                json.dump({"path": key, "status": _RUNNING, "pid": os.getpid()}, file)
-            self._pending[stem] = record
+            except OSError as exc:
+                raise_if_no_space(exc, record)
+                raise
+            # Pending before it is written: an interruption now still
+            # removes it.
+            self._pending[stem] = (record, True)
+            claim = dumps({"path": key, "status": _RUNNING, "pid": os.getpid()})
+            data = claim.encode("utf-8")
+            try:
+                # Unbuffered: a buffer that failed to flush fails again on
+                # close, and that second error would hide the first.
+                while data:
+                    data = data[os.write(descriptor, data) :]
+            except OSError as exc:
+                raise_if_no_space(exc, record)
+                raise
+            finally:
+                os.close(descriptor)
             return stem
 
     def write_record(self, stem, record):
-        """Write a slide's record (a prediction, or ``{"error": ...}``)."""
+        """Write a slide's record (a prediction, or ``{"error": ...}``).
+
+        An error record replaces whatever outputs the slide had in the
+        folder: only the slides of the index have pictures.
+        """
+        if "error" in record:
+            self._remove_outputs(stem)
         record = {"stem": stem, **record}
-        write_text_atomic(self._record_path(stem), json.dumps(record, indent=2))
+        write_text_atomic(self._record_path(stem), dumps(record, indent=2))
         self._pending.pop(stem, None)
 
     def output_path(self, stem, suffix):
@@ -164,33 +299,44 @@ class PredictionFolder:
         return self.folder / f"{stem}{suffix}"
 
     def release(self):
-        """Drop the claims of slides this run did not finish (interrupted),
-        with any output already written for them: no file stays unlisted."""
-        for stem, record in self._pending.items():
-            if _read_json(record).get("status") != _RUNNING:
-                continue  # an earlier run's record of the same slide stays
-            for path in (
-                self.output_path(stem, LESION_MAP_SUFFIX),
-                self.output_path(stem, GEOJSON_SUFFIX),
-                self.output_path(stem, TOP_TILES_SUFFIX),
-                self.output_path(stem, GRAPH_SUFFIX),
-                record,
+        """Drop the claims of slides this run did not finish (interrupted, or
+        stopped by an error), with any output already written for them: no
+        file stays unlisted."""
+        for stem, (record, created) in self._pending.items():
+            if (
+                not created
+                and _read_json(self.folder, record.name).get("status") != _RUNNING
             ):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
+                continue  # an earlier run's record of the same slide stays
+            self._remove_outputs(stem)
+            _unlink(record)
         self._pending.clear()
 
-    def write_index(self, file_format):
-        """Rebuild the index from every record in the folder, under the lock.
+    def _remove_outputs(self, stem):
+        for suffix in (
+            LESION_MAP_SUFFIX,
+            GEOJSON_SUFFIX,
+            TOP_TILES_SUFFIX,
+            GRAPH_SUFFIX,
+        ):
+            _unlink(self.output_path(stem, suffix))
+
+    def write_index(self, file_format, *, report=False):
+        """Rebuild the index (and the report) from every record in the
+        folder, under the lock.
 
         The index of ``file_format`` is written, and so is the other format's
-        when the folder already has one (so that no index goes stale).
+        when the folder already has one, and ``report.html`` when ``report``
+        is true or the folder already has one (so that nothing goes stale).
+        A malformed record is skipped with a message (``notify``) and listed
+        among the errors.
 
         Parameters
         ----------
         file_format : {"json", "csv"}
+        report : bool, default=False
+            Write ``report.html``
+            (:func:`~sklearn_gastric._report.write_report`).
 
         Returns
         -------
@@ -198,43 +344,229 @@ class PredictionFolder:
             The index of ``file_format``.
         document : dict
             What the JSON index holds.
+
+        Raises
+        ------
+        LockTimeoutError
+            Another process held the lock for longer than ``lock_timeout``.
+        NoSpaceError
+            The device is full; the files stay as they were.
         """
-        with file_lock(self.folder / _LOCK):
-            records = [
-                record
-                for record in map(
-                    _read_json, sorted(self.folder.glob(f"*{RECORD_SUFFIX}"))
-                )
-                if "stem" in record
-            ]
-            slides = [r for r in records if "error" not in r]
-            document = {
-                "sklearn_gastric_version": __version__,
-                "classes": _class_union(slides),
-                "slides": slides,
-                "errors": [r for r in records if "error" in r],
-            }
+        from ._report import write_report
+
+        timeout = self.lock_timeout
+        with file_lock(
+            self.folder / _LOCK,
+            timeout=timeout,
+            on_wait=self._waiting,
+            notice_after=_LOCK_NOTICE_AFTER
+            if timeout is None
+            else min(_LOCK_NOTICE_AFTER, timeout / 2),
+        ):
+            document = self._document()
             for name, filename in INDEX_FILES.items():
                 if name == file_format or (self.folder / filename).exists():
                     text = (
-                        json.dumps(document, indent=2)
+                        dumps(document, indent=2)
                         if name == "json"
                         else _csv_text(document)
                     )
                     write_text_atomic(self.folder / filename, text)
+            if report or (self.folder / REPORT_FILE).exists():
+                write_report(document, self.folder)
         return self.folder / INDEX_FILES[file_format], document
+
+    def _document(self):
+        slides, errors = [], []
+        for path in sorted(self.folder.glob(f"*{RECORD_SUFFIX}")):
+            record, problem = _load_record(self.folder, path.name)
+            if problem is not None:
+                message = f"{path.name}: malformed record: {problem}"
+                self._tell(f"skipped {message}")
+                errors.append({"name": path.name, "path": str(path), "error": message})
+            elif record is not None:
+                (errors if "error" in record else slides).append(record)
+        return {
+            "sklearn_gastric_version": __version__,
+            "classes": _class_union(slides),
+            "slides": slides,
+            "errors": errors,
+        }
+
+    def _waiting(self, lock):
+        self._tell(
+            f"waiting for the lock {str(lock)!r}: another run on this folder "
+            "holds it"
+            + (
+                ""
+                if self.lock_timeout is None
+                else f" (for {self.lock_timeout:g} s at most)"
+            )
+            + "."
+        )
+
+    def _tell(self, message):
+        if self.notify is None:
+            warnings.warn(message, stacklevel=3)
+        else:
+            self.notify(message)
 
     def _record_path(self, stem):
         return self.folder / f"{stem}{RECORD_SUFFIX}"
 
 
-def _read_json(path):
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # gone already, or not a file this run may remove (a folder)
+
+
+def _read_json(folder, name):
     """A record's content; ``{}`` for a file being written or not ours."""
     try:
-        content = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        content = loads(read_file_in(folder, name, max_bytes=MAX_RECORD_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     return content if isinstance(content, dict) else {}
+
+
+def _load_record(folder, name):
+    """``(record, None)`` for a record the index may use, ``(None, None)``
+    for another run's claim (a slide being predicted), ``(None, why)`` for
+    anything else."""
+    try:
+        data = read_file_in(folder, name, max_bytes=MAX_RECORD_BYTES)
+    except FileNotFoundError:
+        return None, None  # removed since the folder was listed
+    except (OSError, RefusedFileError) as exc:
+        return None, str(exc)
+    if not data:
+        return None, None  # a claim being written (O_EXCL creates it empty)
+    try:
+        record = loads(data)
+    except (ValueError, RecursionError) as exc:
+        return None, f"not JSON ({_first_line(exc)})"
+    if not isinstance(record, dict):
+        return None, f"a JSON {_JSON_TYPES.get(type(record), 'value')}, not an object"
+    if record.get("status") == _RUNNING and "stem" not in record:
+        return None, None  # another run's claim
+    problem = _record_problem(record, name)
+    return (None, problem) if problem is not None else (record, None)
+
+
+_JSON_TYPES = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _first_line(exc):
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+# -- what a record holds ------------------------------------------------------------
+
+
+def _text(value):
+    return isinstance(value, str)
+
+
+def _optional_text(value):
+    return value is None or isinstance(value, str)
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_number(value):
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+    )
+
+
+def _optional_flag(value):
+    return value is None or isinstance(value, bool)
+
+
+def _texts(value):
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _probabilities(value):
+    return isinstance(value, dict) and all(map(_optional_number, value.values()))
+
+
+def _tiles(value):
+    return isinstance(value, list) and all(
+        isinstance(tile, dict)
+        and all(_integer(tile.get(key)) for key in ("rank", "x", "y", "size"))
+        and _optional_number(tile.get("score"))
+        for tile in value
+    )
+
+
+# field: (check, what it must be, required)
+_SLIDE_FIELDS = {
+    "name": (_text, "a string", True),
+    "path": (_optional_text, "a string or null", True),
+    "classes": (_texts, "a list of strings", True),
+    "predicted_class": (_optional_text, "a string or null", True),
+    "probabilities": (_probabilities, "an object of numbers", True),
+    "n_tissue_tiles": (_count, "a count", True),
+    "top_tiles": (_tiles, "a list of tiles (integer rank, x, y, size)", True),
+    "n_lesion_regions": (_count, "a count", True),
+    "lesion_map_png": (_text, "a string", True),
+    "geojson": (_text, "a string", True),
+    "model": (_text, "a string", True),
+    "lesion_threshold": (_optional_number, "a number or null", False),
+    "ood_score": (_optional_number, "a number or null", False),
+    "ood_threshold": (_optional_number, "a number or null", False),
+    "out_of_distribution": (_optional_flag, "true, false or null", False),
+    "top_tiles_png": (_optional_text, "a string or null", False),
+    "graph_png": (_optional_text, "a string or null", False),
+    "sklearn_gastric_version": (_text, "a string", False),
+}
+_ERROR_FIELDS = {
+    "error": (_text, "a string", True),
+    "name": (_text, "a string", False),
+    "path": (_optional_text, "a string or null", False),
+    "model": (_text, "a string", False),
+}
+
+
+def _record_problem(record, name):
+    """What is wrong with a record read from the file ``name``; None if
+    nothing (every field the index, the CSV and the report use is there,
+    of its type)."""
+    stem = name[: -len(RECORD_SUFFIX)]
+    if record.get("stem") != stem:
+        return f"'stem' is {_short(record.get('stem'))}, not {stem!r} (its file name)"
+    fields = _ERROR_FIELDS if "error" in record else _SLIDE_FIELDS
+    for key, (check, expected, required) in fields.items():
+        if key not in record:
+            if required:
+                return f"no {key!r}"
+        elif not check(record[key]):
+            return f"{key!r} is {_short(record[key])}, not {expected}"
+    return None
+
+
+def _short(value, limit=60):
+    try:
+        text = dumps(value)
+    except RecursionError:
+        text = f"a nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _class_union(records):
@@ -258,11 +590,12 @@ def _csv_text(document):
         + ["geojson", "model", "error"]
     )
     for record in document["slides"]:
-        probabilities = record.get("probabilities", {})
-        tiles = ";".join(f"{t['x']}:{t['y']}" for t in record.get("top_tiles", []))
+        probabilities = record["probabilities"]
+        tiles = ";".join(f"{t['x']}:{t['y']}" for t in record["top_tiles"])
         writer.writerow(
-            [record["name"], record["path"], record["predicted_class"]]
-            + [f"{probabilities[c]:.6f}" if c in probabilities else "" for c in classes]
+            [record["name"], _csv_value(record["path"])]
+            + [_csv_value(record["predicted_class"])]
+            + [_csv_value(probabilities.get(c), ".6f") for c in classes]
             + [_csv_value(record.get("out_of_distribution"))]
             + [_csv_value(record.get("ood_score"))]
             + [record["n_tissue_tiles"], record["n_lesion_regions"], tiles]
@@ -270,17 +603,20 @@ def _csv_text(document):
         )
     for record in document["errors"]:
         writer.writerow(
-            [record.get("name", ""), record.get("path", ""), ""]
+            [record.get("name", ""), _csv_value(record.get("path")), ""]
             + [""] * (len(classes) + 2)
             + ["", "", "", "", "", record.get("model", ""), record["error"]]
         )
     return buffer.getvalue()
 
 
-def _csv_value(value):
-    """A JSON value in a CSV cell: empty for None, ``true``/``false`` for a flag."""
+def _csv_value(value, spec=".6g"):
+    """A JSON value in a CSV cell: empty for None, ``true``/``false`` for a
+    flag, a number in ``spec``."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    return f"{value:{spec}}"

@@ -7,6 +7,15 @@ top-K tile gallery and the slide graph, embedded as ``data:`` URIs, with the
 top-K tiles and relative links to the slide's record and GeoJSON. It needs
 no server, no network and no JavaScript: it opens from disk in any browser.
 Every text comes from :func:`html.escape` (slide names are the user's).
+
+A record may come from anyone who can write to the folder (a folder shared
+by a cluster's jobs), so the pictures it names are not trusted: the page
+embeds only the file the tool writes for that slide
+(``<stem>_lesion_map.png``, ``<stem>_top_tiles.png``, ``<stem>_graph.png``),
+read from the folder itself, a regular file whose real path stays in the
+folder, of at most :data:`MAX_FIGURE_BYTES`, that starts with the PNG
+signature (:func:`~sklearn_gastric.utils._files.read_file_in`). Any other
+is not embedded: its figure says "missing" or "refused", and why.
 """
 
 import base64
@@ -16,13 +25,22 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from ._prediction_folder import GEOJSON_SUFFIX, RECORD_SUFFIX
+from ._prediction_folder import (
+    GEOJSON_SUFFIX,
+    GRAPH_SUFFIX,
+    LESION_MAP_SUFFIX,
+    RECORD_SUFFIX,
+    REPORT_FILE,
+    TOP_TILES_SUFFIX,
+)
 from .graph._confidence import OOD_WARNING
 from .utils import write_text_atomic
+from .utils._files import RefusedFileError, read_file_in
 
-__all__ = ["REPORT_FILE", "write_report"]
+__all__ = ["MAX_FIGURE_BYTES", "REPORT_FILE", "write_report"]
 
-REPORT_FILE = "report.html"
+#: The largest picture embedded in the page, in bytes.
+MAX_FIGURE_BYTES = 32 << 20
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _NA = "n/a"
 _OOD_ROW = ' class="ood"'
@@ -89,7 +107,8 @@ def write_report(document, folder, path=None):
         ``out_of_distribution``, ``ood_threshold``, ``top_tiles_png``,
         ``graph_png``, ...) may be absent.
     folder : str or os.PathLike
-        The prediction folder, where the slides' files are.
+        The prediction folder, where the slides' files are. Only its own
+        files are embedded (see the module's notes).
     path : str or os.PathLike, optional
         The page to write, in an existing folder; default
         ``folder / "report.html"``. The links to the slides' files are
@@ -242,7 +261,7 @@ def _errors_table(errors):
 
 def _slide_section(record, anchor, folder, base):
     name = record.get("name", _NA)
-    stem = record.get("stem") or Path(str(name)).stem
+    stem = _stem(record)
     flagged = record.get("out_of_distribution") is True
     probability = _number(_predicted_probability(record))
     if flagged:
@@ -274,9 +293,9 @@ def _slide_section(record, anchor, folder, base):
         "</tbody></table>",
         _probabilities_table(record, flagged),
         '<div class="figures">',
-        _figure(record.get("lesion_map_png"), folder, "Lesion map", name),
-        _figure(record.get("graph_png"), folder, "Slide graph", name),
-        _figure(record.get("top_tiles_png"), folder, "Top-K tiles", name, wide=True),
+        _figure(record, "lesion_map_png", folder, stem),
+        _figure(record, "graph_png", folder, stem),
+        _figure(record, "top_tiles_png", folder, stem),
         "</div>",
         _top_tiles_table(record.get("top_tiles")),
         "</section>",
@@ -332,25 +351,58 @@ def _link(target, base, label):
     return f'<a href="{_e(quote(relative))}">{_e(label)}</a>'
 
 
-def _png_bytes(value, folder):
-    """The PNG a record names: the folder's file of that name first (the
-    folder may have moved since), else the path as written; None if none."""
-    if not isinstance(value, str) or not value:
+def _stem(record):
+    """The stem of a record's files; None if it could name a file elsewhere."""
+    stem = record.get("stem")
+    if stem is None:
+        stem = Path(str(record.get("name", ""))).stem
+    if not isinstance(stem, str) or not stem or {"/", "\\", "\0"} & set(stem):
         return None
-    for candidate in (folder / Path(value).name, Path(value)):
-        try:
-            data = candidate.read_bytes()
-        except OSError:
-            continue
-        if data.startswith(_PNG_SIGNATURE):
-            return data
-    return None
+    return stem
 
 
-def _figure(value, folder, caption, name, *, wide=False):
-    data = _png_bytes(value, folder)
+# key of the record: (suffix of the file, caption, wide)
+_FIGURES = {
+    "lesion_map_png": (LESION_MAP_SUFFIX, "Lesion map", False),
+    "graph_png": (GRAPH_SUFFIX, "Slide graph", False),
+    "top_tiles_png": (TOP_TILES_SUFFIX, "Top-K tiles", True),
+}
+
+
+def _png_bytes(record, key, folder, stem):
+    """``(data, None)`` for the picture of ``key`` to embed, else ``(None,
+    why)``; ``(None, None)`` when the record names no picture."""
+    value = record.get(key)
+    if not isinstance(value, str) or not value:
+        return None, None
+    suffix = _FIGURES[key][0]
+    if stem is None:
+        return None, f"refused: the record's stem {record.get('stem')!r} is no name"
+    expected = f"{stem}{suffix}"
+    # Only the name counts: the folder may have moved since the record was
+    # written. Any other file is not this slide's picture.
+    if Path(value).name != expected:
+        return None, f"refused: the record names {value!r}, not {expected!r}"
+    try:
+        data = read_file_in(folder, expected, max_bytes=MAX_FIGURE_BYTES)
+    except FileNotFoundError:
+        return None, f"missing: no {expected!r} in the folder"
+    except RefusedFileError as exc:
+        return None, f"refused: {exc}"
+    except OSError as exc:
+        return None, f"refused: {expected!r} cannot be read ({exc.strerror or exc})"
+    if not data.startswith(_PNG_SIGNATURE):
+        return None, f"refused: {expected!r} is not a PNG file"
+    return data, None
+
+
+def _figure(record, key, folder, stem):
+    suffix, caption, wide = _FIGURES[key]
+    data, note = _png_bytes(record, key, folder, stem)
     if data is None:
-        return f'<figure><p class="missing">{_e(caption)}: n/a</p></figure>'
+        text = f"{caption}: {_NA if note is None else note}"
+        return f'<figure><p class="missing">{_e(text)}</p></figure>'
+    name = record.get("name", _NA)
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return (
         f"<figure{_WIDE if wide else ''}>"

@@ -405,7 +405,8 @@ def test_gcn_fit_with_one_class_only():
 
 
 def test_no_warning_on_clean_input(good_tiff, tiny_segmenter):
-    bags = Tiler(tile_size=TILE).transform([good_tiff])
+    # Tiles of the training patches' size: another size is warned about.
+    bags = Tiler(tile_size=tiny_segmenter.patch_size_).transform([good_tiff])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         (out,) = tiny_segmenter.set_params(on_error="skip").transform(bags)

@@ -15,10 +15,12 @@ Two formats, told apart by the file's name:
   with ``trust_pickle=True``, and never a file named ``.sgm``.
 
 Where each part lives: ``_format`` (names, versions, bounds, the class
-allowlist), ``_writer`` and ``_reader`` (the archive), ``_pickle`` (the
-joblib envelope), ``_nets`` (skorch nets to storable state and back, for
-both formats, and the fallback for a net trained on an absent GPU). Files
-are written through :func:`sklearn_gastric.utils.atomic_output`.
+allowlist), ``_fitted`` (the fitted attributes each allowlisted class may
+have, checked as it loads), ``_writer`` and ``_reader`` (the archive),
+``_pickle`` (the joblib envelope), ``utils._nets`` (skorch nets to storable
+state and back, for both formats, and the fallback for a net trained on an
+absent GPU). Files are written through
+:func:`sklearn_gastric.utils.atomic_output`.
 
 ``_writer`` and ``_reader`` import torch (a model may hold networks), so
 they are imported when a model file is written or read, not with the
@@ -79,6 +81,9 @@ def save_model(model, path, *, metadata=None):
         :class:`~sklearn_gastric.io.Slide`), an estimator's class is not
         allowlisted, or ``metadata`` is not JSON; the message names where
         it is in the model. Pickles are not checked.
+    ValueError
+        When the manifest would pass the bounds :func:`load_model` checks
+        (see its Notes): huge or deeply nested ``metadata``.
 
     See Also
     --------
@@ -88,11 +93,14 @@ def save_model(model, path, *, metadata=None):
     -----
     The pickle-free format stores parameters (paths as strings), fitted
     arrays, scalars and strings, the networks' weights (``state_dict``) and
-    training history. It does not store the optimiser's state (a loaded
-    model predicts; ``fit`` retrains from scratch as it always does) or
-    cache locations: every ``memory`` parameter is saved as ``None``, as a
-    cache belongs to one machine. A network trained on a GPU loads on the
-    CPU when CUDA is absent (with skorch's ``DeviceWarning``).
+    training history, one row per epoch: the rows of each epoch's batches
+    are left out (empty ``"batches"``), as they grow with the training set
+    and would make the manifest unbounded. It does not store the
+    optimiser's state (a loaded model predicts; ``fit`` retrains from
+    scratch as it always does) or cache locations: every ``memory``
+    parameter is saved as ``None``, as a cache belongs to one machine. A
+    network trained on a GPU loads on the CPU when CUDA is absent (with
+    skorch's ``DeviceWarning``).
 
     A pickle keeps everything (optimiser state, ``memory``), but **loading a
     pickle can execute arbitrary code**, and it loads only in the
@@ -162,11 +170,14 @@ def load_model(path, *, trust_pickle=False):
         False; it is named ``.sgm`` but is not a model archive (e.g. a
         pickle renamed); it is truncated or damaged; it was made by a newer
         major version of sklearn-gastric or of the format (a pickle: by
-        another ``major.minor`` version); it names a class outside the
-        allowlist, holds a member the manifest does not describe, or its
-        arrays, networks or sizes disagree with the manifest. The message
-        names the file. Nothing from the file has been executed when it is
-        raised.
+        another ``major.minor`` version); its manifest passes a bound (see
+        the Notes) or has a key save_model never writes; it names a class
+        outside the allowlist, holds a member the manifest does not
+        describe, or its arrays, networks or sizes disagree with the
+        manifest; a fitted value is not one the estimator can have (see the
+        Notes). The message names the file and, for a value, where it is in
+        the model (``model.steps[6][1].temperature_``). Nothing from the
+        file has been executed when it is raised.
 
     See Also
     --------
@@ -174,13 +185,29 @@ def load_model(path, *, trust_pickle=False):
 
     Notes
     -----
-    Memory is bounded before it is used: the arrays of a model file are
-    stored uncompressed, so they take no more memory than the file's size,
-    and ``manifest.json`` may not exceed 16 MiB once decompressed; each
-    network is built on PyTorch's ``meta`` device and compared with its
-    stored weights before its real weights are allocated. A 2 KB file
-    claiming a terabyte array, or a small zip bomb, is refused with a
-    :class:`ModelFileError`, not a ``MemoryError``.
+    Memory is bounded before it is used: loading takes at most the file's
+    size plus 64 MiB. The arrays of a model file are stored uncompressed,
+    so they take no more memory than their share of the file, and a
+    network's weights are read straight into the network, which is built
+    on PyTorch's ``meta`` device and compared with them first.
+    ``manifest.json`` is checked on its bytes before it is parsed: at most
+    4 MiB once decompressed, ASCII, 262,144 JSON items (strings, brackets,
+    commas, colons) and 64 levels of nesting, which keeps what parsing it
+    makes to tens of MiB (the worst manifest within these bounds grew the
+    process by 43 MiB, Python 3.11). A 2 KB file claiming a terabyte
+    array, a small zip bomb or a manifest inflated to millions of empty
+    lists is refused with a :class:`ModelFileError`, not a ``MemoryError``.
+
+    Every fitted attribute of every estimator in the file is checked as it
+    loads, against what the estimator's ``fit`` can make: its type, dtype,
+    shape and range (a temperature finite and positive, thresholds finite,
+    classes distinct, stain vectors of unit length), its agreement with
+    the estimator's other attributes and network (``classes_`` and the
+    network's outputs, ``n_features_in_`` and ``coef_``), and, in a
+    Pipeline, with the steps before it (a classifier fitted on features of
+    the width the segmenter makes). An attribute the estimator never has
+    is refused. A damaged or tampered value is a :class:`ModelFileError`
+    here, not a wrong prediction or a numpy error at predict time.
 
     A file from a newer major version of sklearn-gastric is refused; the
     versions of scikit-learn, torch, skorch and numpy that wrote the file are

@@ -13,10 +13,33 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # Names that say "this is a pickle": written with joblib, loaded only on trust.
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-# Loading allocates at most about the file's size for the arrays (they are
-# stored uncompressed) plus this much for the manifest: a zip bomb or a
-# manifest inflated to gigabytes is refused before it is read.
-MAX_MANIFEST_BYTES = 16 * 2**20
+# What a manifest may hold, checked on its bytes before it is parsed. Loading
+# takes about the file's size for the arrays (stored uncompressed, read in
+# place) and, for the manifest, what parsing and decoding it make: up to 200
+# bytes of Python objects per JSON item (a nested list, parsed then decoded)
+# and 4 bytes per character of a string (one escaped emoji widens a whole
+# string). Manifests of ours, mostly training history: the demo's pipeline
+# (a GCN of 200 epochs, a segmenter of 20) about 11,000 items in 110 KiB; a
+# GCN trained for 3,000 epochs 102,000 items in 0.95 MiB. The worst manifest
+# within these bounds grew a process by 43 MiB (Python 3.11, measured by
+# tests/test_persistence_hostile.py); load_model promises 64 MiB.
+MAX_MANIFEST_BYTES = 4 * 2**20
+# Items: strings, brackets, commas and colons (each value parsing makes is
+# at least one; a list or a dict, the costliest, is two).
+MAX_MANIFEST_ITEMS = 2**18
+MAX_MANIFEST_DEPTH = 64
+# The keys of a manifest, all written by save_model; "versions" and
+# "metadata" may be absent.
+MANIFEST_KEYS = (
+    "format",
+    "format_version",
+    "sklearn_gastric_version",
+    "versions",
+    "metadata",
+    "model",
+)
+# A string, or one structural character of JSON.
+_MANIFEST_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},:]')
 ARRAY_MEMBER = re.compile(r"arrays/[0-9]{5,}\.npy")
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # numpy dtype kinds an array member may have: no object, no structured.
@@ -155,3 +178,48 @@ def short(value, limit=80):
     """``repr(value)``, cut to ``limit`` characters for a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def manifest_problem(data):
+    """Why the bytes of a ``manifest.json`` may not be parsed, or None.
+
+    Parsing JSON makes up to 25 times its size in Python objects, so the
+    bounds are checked first, on the bytes: size, ASCII (``json.dumps``
+    writes nothing else, and the text then takes one byte a character),
+    items and depth. The scan stops at the first bound passed, so it
+    visits at most ``MAX_MANIFEST_ITEMS`` tokens (0.1 s).
+
+    Examples
+    --------
+    >>> from sklearn_gastric._persistence._format import manifest_problem
+    >>> manifest_problem(b'{"model": [1, 2, {"a": "[[["}]}') is None
+    True
+    >>> manifest_problem(b"[" * 100)
+    'is nested more than 64 deep'
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        return (
+            f"takes {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a "
+            "model file's manifest may"
+        )
+    if not data.isascii():
+        return "holds non-ASCII bytes; save_model writes it as ASCII JSON"
+    items = depth = 0
+    for match in _MANIFEST_TOKEN.finditer(data):
+        token = data[match.start()]
+        if token in b"[{":
+            depth += 1
+            if depth > MAX_MANIFEST_DEPTH:
+                return f"is nested more than {MAX_MANIFEST_DEPTH} deep"
+        elif token in b"]}":
+            depth -= 1
+            if depth < 0:
+                return "is not valid JSON (a bracket closes nothing)"
+        items += 1
+        if items > MAX_MANIFEST_ITEMS:
+            return (
+                f"holds more than {MAX_MANIFEST_ITEMS} JSON items (strings, "
+                "brackets, commas and colons), more than a model file's "
+                "manifest may"
+            )
+    return None

@@ -7,6 +7,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from sklearn.pipeline import Pipeline
 
 from ..utils._nets import (
     available_device,
@@ -15,6 +16,12 @@ from ..utils._nets import (
     load_weights,
 )
 from ..utils._sklearn_compat import InvalidParameterError
+from ._fitted import (
+    FittedValueError,
+    check_fitted,
+    check_pipeline,
+    unknown_attributes,
+)
 from ._format import (
     ARRAY_KINDS,
     ARRAY_MEMBER,
@@ -23,6 +30,7 @@ from ._format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
+    MANIFEST_KEYS,
     MAX_MANIFEST_BYTES,
     THIS_VERSION,
     ModelFileError,
@@ -30,6 +38,7 @@ from ._format import (
     init_parameters,
     is_plain_item,
     major_minor,
+    manifest_problem,
     short,
     tensor_dtypes,
 )
@@ -37,6 +46,7 @@ from ._format import (
 __all__ = ["read_archive"]
 
 TENSOR_DTYPES = tensor_dtypes()
+_READ_CHUNK = 2**18
 
 
 def read_archive(path):
@@ -75,17 +85,18 @@ class _Reader:
             raise self.error("the archive holds duplicate member names.")
         for info in self.archive.infolist():
             self._check_member_size(info)
-        try:
-            manifest = json.loads(self.archive.read(MANIFEST).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise self.error(f"manifest.json is not valid JSON ({exc}).") from exc
-        except RecursionError:
-            raise self.error("manifest.json is nested too deeply.") from None
+        manifest = self._read_manifest()
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise self.error(
                 f"manifest.json does not declare the format {FORMAT_NAME!r}."
             )
         self._check_versions(manifest)
+        unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+        if unknown:
+            raise self.error(
+                f"manifest.json has the unknown key(s) {short(unknown)}; a model "
+                f"file's manifest holds {', '.join(MANIFEST_KEYS)} only."
+            )
         if "model" not in manifest:
             raise self.error("manifest.json holds no model.")
         # Building a network draws initial weights (then replaced): leave
@@ -100,6 +111,25 @@ class _Reader:
                 f"({listed})."
             )
         return model
+
+    def _read_manifest(self):
+        """The parsed manifest, its bytes bounded before they are parsed."""
+        data = self.archive.read(MANIFEST)
+        problem = manifest_problem(data)
+        if problem is not None:
+            raise self.error(f"manifest.json {problem}.")
+        text = data.decode("ascii")
+        # Its only reference: the bytes are freed before parsing begins.
+        del data
+        try:
+            return json.loads(
+                text, parse_constant=_refuse_constant, parse_float=_finite_float
+            )
+        except ValueError as exc:
+            # JSONDecodeError, a number of more than 4300 digits, NaN.
+            raise self.error(f"manifest.json is not valid JSON ({exc}).") from None
+        except RecursionError:
+            raise self.error("manifest.json is nested too deeply.") from None
 
     def _check_member_size(self, info):
         """Refuse, before reading it, a member that could take more memory
@@ -168,8 +198,12 @@ class _Reader:
         }.get(tag)
         if decoder is None:
             raise self.error(f"{where}: unknown tag {tag!r}.")
+        return self._rebuild(tag, partial(decoder, content, where), where)
+
+    def _rebuild(self, tag, build, where):
+        """``build()``; what a malformed node makes it raise, a ModelFileError."""
         try:
-            return decoder(content, where)
+            return build()
         except ModelFileError:
             raise
         except (
@@ -210,7 +244,9 @@ class _Reader:
             raise self.error(f"{where}: malformed dict.")
         return {k: self.decode(v, f"{where}[{k!r}]") for k, v in content.items()}
 
-    def _read_member(self, member, dtype_str, shape, where):
+    def _read_member(self, member, dtype_str, shape, where, out=None):
+        """The array stored in ``member``, read into a new array or into
+        ``out``, which must then be C-contiguous, of its dtype and shape."""
         if not isinstance(member, str) or not ARRAY_MEMBER.fullmatch(member):
             raise self.error(f"{where}: bad array member {short(member)}.")
         if member in self.referenced:
@@ -239,10 +275,28 @@ class _Reader:
                     f"{list(declared_shape)} ({count * dtype.itemsize} bytes) but "
                     f"holds {info.file_size - header_size} bytes of data."
                 )
-            # Allocated only now: its size is known to match the member's.
-            flat = np.empty(count, dtype=dtype)
-            if file.readinto(memoryview(flat.view(np.uint8))) != flat.nbytes:
+            if out is None:
+                # Allocated only now: its size is known to match the member's.
+                flat = np.empty(count, dtype=dtype)
+            elif (
+                not fortran_order
+                and out.dtype == dtype
+                and out.shape == declared_shape
+                and out.flags.c_contiguous
+            ):
+                flat = out.reshape(-1)
+            else:
+                # Read elsewhere and converted, it would take its size twice.
+                order = " in Fortran order" if fortran_order else ""
+                raise self.error(
+                    f"{where}: {member!r} holds {dtype.str}{order}; the network "
+                    f"is {out.dtype.str}, and a model file stores its weights as "
+                    "the network holds them."
+                )
+            if _read_into(file, flat.view(np.uint8)) != flat.nbytes:
                 raise self.error(f"{where}: {member!r} is truncated.")
+        if out is not None:
+            return out
         if fortran_order:
             return flat.reshape(declared_shape[::-1]).T
         return flat.reshape(declared_shape)
@@ -280,13 +334,22 @@ class _Reader:
         array[:] = [self.decode(item, where) for item in items]
         return array.reshape([int(n) for n in shape])
 
-    def _decode_tensor(self, content, where):
+    def _decode_tensor(self, content, where, into=None):
+        """The tensor a ``__tensor__`` node describes; with ``into`` (a
+        tensor of the module being loaded), read into it in place, and
+        ``into`` returned."""
         member, dtype_name, shape, requires_grad = content
         dtype = TENSOR_DTYPES.get(dtype_name)
         if dtype is None:
             raise self.error(f"{where}: tensor dtype {short(dtype_name)} not allowed.")
         stored = torch.int16 if dtype == torch.bfloat16 else dtype
         expected = np.dtype(str(torch.empty(0, dtype=stored).numpy().dtype)).str
+        if into is not None:
+            target = into.detach()
+            if target.dtype == torch.bfloat16:
+                target = target.view(torch.int16)
+            self._read_member(member, expected, shape, where, out=target.numpy())
+            return into
         array = self._read_member(member, expected, shape, where)
         tensor = torch.from_numpy(array.copy())
         if dtype == torch.bfloat16:
@@ -337,14 +400,25 @@ class _Reader:
                 estimator._validate_params()
             except InvalidParameterError as exc:
                 raise self.error(f"{where}: {exc}") from None
-        for key, value in fitted.items():
+        for key in fitted:
             self._check_attribute_name(cls, key, where)
             if key in valid:
                 raise self.error(
                     f"{where}: {key!r} is a parameter of {name}, not a fitted "
                     "attribute."
                 )
+        unknown = unknown_attributes(name, fitted)
+        if unknown is not None:
+            raise self.error(f"{where}: {unknown}")
+        for key, value in fitted.items():
             setattr(estimator, key, self.decode(value, f"{where}.{key}", estimator))
+        # What predict would trip on (or silently use), refused now.
+        try:
+            check_fitted(estimator, name, where)
+            if isinstance(estimator, Pipeline):
+                check_pipeline(estimator, where)
+        except FittedValueError as exc:
+            raise self.error(str(exc)) from None
         return estimator
 
     def _check_attribute_name(self, cls, key, where):
@@ -412,10 +486,17 @@ class _Reader:
             raise self.error(f"{where}: malformed network weights.")
         self._check_network_size(net, state, where)
         net.initialize()
-        weights = {
-            key: self.decode(value, f"{where}.module_.{key}")
-            for key, value in state.items()
-        }
+        # Each stored tensor read straight into the module's own (same keys
+        # and shapes, checked above): the weights take their size once, not
+        # twice. load_weights then gets the module's own tensors back.
+        weights = net.module_.state_dict()
+        for key, value in state.items():
+            place = f"{where}.module_.{key}"
+            self._rebuild(
+                "__tensor__",
+                partial(self._decode_tensor, value["__tensor__"], place, weights[key]),
+                place,
+            )
         history = self.decode(history, f"{where}.history_")
         try:
             return load_weights(net, weights, history)
@@ -423,6 +504,37 @@ class _Reader:
             raise self.error(
                 f"{where}: the weights do not fit the network ({exc})."
             ) from exc
+
+
+def _read_into(file, buffer):
+    """Fill the uint8 array ``buffer`` from ``file``; the bytes read.
+
+    In chunks: a zip member's ``readinto`` reads the whole request into a
+    temporary bytes object first, which would double the array's memory.
+    """
+    view = memoryview(buffer)
+    done = 0
+    while done < len(view):
+        chunk = file.read(min(_READ_CHUNK, len(view) - done))
+        if not chunk:
+            break
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    return done
+
+
+def _refuse_constant(name):
+    raise ValueError(
+        f"{name} is not JSON; a model file writes a non-finite number as "
+        '{"__float__": ...}'
+    )
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is beyond a float's range")
+    return value
 
 
 def _stored_shape(value):

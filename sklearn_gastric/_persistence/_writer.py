@@ -22,6 +22,7 @@ from ._format import (
     allowed_estimators,
     dependency_versions,
     is_plain_item,
+    manifest_problem,
     tensor_dtypes,
 )
 
@@ -41,16 +42,19 @@ def write_archive(model, path, metadata):
         "metadata": metadata,
         "model": writer.encode(model, "model"),
     }
+    text = json.dumps(manifest, indent=1, allow_nan=False).encode("ascii")
+    problem = manifest_problem(text)
+    if problem is not None:
+        raise ValueError(
+            f"Cannot save the model: its manifest.json {problem} (and "
+            "load_model would refuse it). Is the metadata too large?"
+        )
     with (
         atomic_output(path) as temporary,
         open(temporary, "wb") as file,
         zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive,
     ):
-        archive.writestr(
-            MANIFEST,
-            json.dumps(manifest, indent=1, allow_nan=False),
-            compress_type=zipfile.ZIP_DEFLATED,
-        )
+        archive.writestr(MANIFEST, text, compress_type=zipfile.ZIP_DEFLATED)
         for member, array in writer.arrays.items():
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, array, allow_pickle=False)
@@ -208,6 +212,13 @@ class _Writer:
             key: self._encode_tensor(value, f"{where}.module_.{key}")
             for key, value in weights.items()
         }
+        # Each epoch's row, without the rows of its batches: those grow with
+        # the training set (a million values for 200,000 patches over 30
+        # epochs), and would make the manifest unbounded.
+        history = [
+            {**epoch, "batches": []} if "batches" in epoch else epoch
+            for epoch in history
+        ]
         history = self.encode(history, f"{where}.history_")
         return {"__skorch_net__": [module_name, params, weights, history]}
 

@@ -11,6 +11,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "CommandError",
+    "Terminated",
     "check_out_dir",
     "check_out_file",
     "load_pipeline",
@@ -25,11 +26,39 @@ __all__ = [
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class CommandError(Exception):
     """An error the user can fix: reported without a traceback, exit status 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was sent SIGTERM (a batch scheduler stopping a job) or
+    SIGHUP (its terminal closed): stopped as Ctrl-C stops it, with the same
+    cleanup, but exit status 128 + the signal's number (143, 129).
+
+    Parameters
+    ----------
+    signum : int
+        The signal.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def status(self):
+        """The exit status: 128 + the signal's number, as a shell reports it."""
+        return 128 + self.signum
+
+    @property
+    def signal_name(self):
+        """The signal's name, e.g. ``"SIGTERM"``."""
+        import signal
+
+        return signal.Signals(self.signum).name
 
 
 # -- the run ------------------------------------------------------------------
@@ -46,7 +75,11 @@ def set_torch_threads(threads):
 
     if threads is not None:
         os.environ[THREADS_VARIABLE] = str(threads)
-    torch.set_num_threads(default_torch_threads())
+    try:
+        n_threads = default_torch_threads()
+    except ValueError as exc:  # the variable, set by the user to no count
+        raise CommandError(str(exc)) from None
+    torch.set_num_threads(n_threads)
 
 
 def progress(iterable, *, total, desc, quiet):

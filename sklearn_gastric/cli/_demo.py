@@ -20,8 +20,8 @@ def demo_command(args):
     slide = None
     if args.slide is not None:
         (slide,) = open_slides([args.slide])
-    make_out_dir(out_dir)
     set_torch_threads(args.torch_threads)
+    make_out_dir(out_dir)
     try:
         run_demo(
             out_dir=out_dir,

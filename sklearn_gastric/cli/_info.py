@@ -1,7 +1,6 @@
 """``sklearn-gastric info``: describe a slide."""
 
-import json
-
+from ..utils._json import dumps
 from ._common import CommandError
 
 __all__ = ["info_command"]
@@ -35,7 +34,7 @@ def info_command(args):
         "min_tissue": args.min_tissue,
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(dumps(info, indent=2))
     else:
         width = max(len(key) for key in info)
         for key, value in info.items():

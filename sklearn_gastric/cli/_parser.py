@@ -18,7 +18,8 @@ def build_parser():
         ),
         epilog="Run 'sklearn-gastric COMMAND --help' for a command's options. "
         "Exit status: 0 success, 2 bad input (message on stderr), 1 unexpected "
-        "failure, 130 interrupted (Ctrl-C).",
+        "failure, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung "
+        "up (SIGHUP).",
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,10 +41,24 @@ def _positive_int(text):
     return value
 
 
-def _positive_float(text):
+def _torch_threads(text):
+    from ..utils._cpu import check_torch_threads
+
+    try:
+        return check_torch_threads(text, "the count")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _resolution(text):
+    from ..io._slide import MAX_MPP, MIN_MPP
+
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {text}")
+    if not MIN_MPP <= value <= MAX_MPP:
+        raise argparse.ArgumentTypeError(
+            f"must be a resolution from {MIN_MPP:g} to {MAX_MPP:g} µm per pixel; "
+            f"got {text}"
+        )
     return value
 
 
@@ -68,11 +83,12 @@ def _add_common(parser):
     )
     parser.add_argument(
         "--torch-threads",
-        type=_positive_int,
+        type=_torch_threads,
         metavar="N",
-        help="torch threads (default: $SKLEARN_GASTRIC_TORCH_THREADS if set, "
-        "else 1 on machines with at most 2 cores, where more threads are "
-        "slower, else the cores minus one for reading tiles)",
+        help="torch threads, at most 1024 (default: "
+        "$SKLEARN_GASTRIC_TORCH_THREADS if set, else 1 on machines with at most "
+        "2 cores, where more threads are slower, else the cores minus one for "
+        "reading tiles)",
     )
 
 
@@ -96,7 +112,7 @@ def _add_tiling(parser, tile_size):
 def _add_mpp(parser):
     parser.add_argument(
         "--mpp",
-        type=_positive_float,
+        type=_resolution,
         metavar="UM",
         help="cut tiles of --tile-size pixels at this resolution, in microns "
         "per pixel (0.5 for 20x), read from the best pyramid level and "

@@ -1,7 +1,9 @@
 """``sklearn-gastric predict``: classify slides into an output folder."""
 
+import sys
 from pathlib import Path
 
+from .._prediction_folder import INDEX_FILES, REPORT_FILE
 from .._version import __version__
 from ._common import (
     CommandError,
@@ -63,11 +65,39 @@ def _distinct_paths(paths):
     return distinct
 
 
+def _lock_timeout():
+    from .._prediction_folder import lock_timeout
+
+    try:
+        return lock_timeout()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _warn(message):
+    print(f"sklearn-gastric predict: {message}", file=sys.stderr, flush=True)
+
+
+def _slide_error(path, exc, out_dir):
+    """The message of a slide that failed: the library's (it names the
+    slide), or, for an output it could not write, the slide and the file."""
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename is not None:
+        if Path(filename).absolute().parent == out_dir:
+            return (
+                f"Slide {Path(path).name!r}: cannot write {str(filename)!r} "
+                f"({exc.strerror or exc})."
+            )
+    return str(exc)
+
+
 def predict_command(args):
     from .._prediction_folder import PredictionFolder, ood_warning
     from ..io import SlideError, open_slide
+    from ..utils._files import NoSpaceError
 
     out_dir = check_out_dir(args.out)
+    timeout = _lock_timeout()
     pipeline = load_pipeline(args.model, trust_pickle=args.trust_pickle)
     _set_inference(pipeline, args)
     paths = _distinct_paths(args.slides)
@@ -79,56 +109,73 @@ def predict_command(args):
             if not args.skip_errors:
                 raise CommandError(str(exc)) from exc
             unreadable.append((path, str(exc)))
-    make_out_dir(out_dir)
     set_torch_threads(args.torch_threads)
+    make_out_dir(out_dir)
     # Imported now, not at the first slide: Ctrl-C inside a C extension's
     # import leaves it half-initialised, and the process aborts at exit.
     _import_plotting()
     model = str(Path(args.model).absolute())
-    folder = PredictionFolder(out_dir)
+    folder = PredictionFolder(out_dir, lock_timeout=timeout, notify=_warn)
     results, failures = [], []
 
     def fail(path, stem, message):
-        folder.write_record(
-            stem,
-            {
-                "name": Path(path).name,
-                "path": str(Path(path).absolute()),
-                "model": model,
-                "error": message,
-            },
-        )
         failures.append(message)
+        if stem is None:
+            return
+        error = {
+            "name": Path(path).name,
+            "path": str(Path(path).absolute()),
+            "model": model,
+            "error": message,
+        }
+        try:
+            folder.write_record(stem, error)
+        except NoSpaceError:
+            raise
+        except OSError:
+            pass  # its claim is released with the run's: the message stands
 
+    def predict(path, slide, unreadable=None):
+        """The slide's record, or None when it failed (``unreadable``: the
+        message of a slide that could not be opened)."""
+        stem = None
+        try:
+            stem = folder.claim(path)
+            if unreadable is not None:
+                fail(path, stem, unreadable)
+                return None
+            record = _predict_one(pipeline, slide, stem, folder, args.threshold)
+            record = {**record, "model": model, "sklearn_gastric_version": __version__}
+            folder.write_record(stem, record)
+        except NoSpaceError as exc:
+            # Every later slide would fail the same way: stop the run.
+            raise CommandError(f"Slide {Path(path).name!r}: {exc}") from exc
+        except (OSError, SlideError, ValueError) as exc:
+            message = _slide_error(path, exc, out_dir)
+            fail(path, stem, message)
+            if not args.skip_errors:
+                raise CommandError(message) from exc
+            return None
+        return record
+
+    finished = False
     try:
         for path, message in unreadable:
-            fail(path, folder.claim(path), message)
+            predict(path, None, unreadable=message)
         for path, slide in progress(
             opened, total=len(opened), desc="Predicting", quiet=args.quiet
         ):
-            stem = folder.claim(path)
-            try:
-                record = _predict_one(pipeline, slide, stem, folder, args.threshold)
-            except (OSError, SlideError, ValueError) as exc:
-                fail(path, stem, str(exc))
-                if not args.skip_errors:
-                    raise CommandError(str(exc)) from exc
-                continue
-            record = {
-                **record,
-                "model": model,
-                "sklearn_gastric_version": __version__,
-            }
-            folder.write_record(stem, record)
-            results.append(record)
+            record = predict(path, slide)
+            if record is not None:
+                results.append(record)
+        finished = True
     finally:
+        # Also when stopped (an error, Ctrl-C, SIGTERM): the index and the
+        # report list every slide whose files are in the folder.
         folder.release()
-        index, document = folder.write_index(args.format)
+        document = _write_index(folder, args, out_dir, raise_errors=finished)
     if args.report:
-        from .._report import write_report
-
-        report = write_report(document, out_dir)
-        say(args, f"wrote {report}")
+        say(args, f"wrote {out_dir / REPORT_FILE}")
     width = max((len(r["name"]) for r in results), default=0)
     for result in results:
         p = result["probabilities"][result["predicted_class"]]
@@ -138,7 +185,7 @@ def predict_command(args):
     earlier = len(document["slides"]) + len(document["errors"]) - len(paths)
     say(
         args,
-        f"wrote {index}"
+        f"wrote {out_dir / INDEX_FILES[args.format]}"
         + (f" (with {earlier} slide(s) of earlier runs)" if earlier > 0 else ""),
     )
     if failures:
@@ -147,3 +194,22 @@ def predict_command(args):
             + "\n  ".join(failures)
         )
     return 0
+
+
+def _write_index(folder, args, out_dir, *, raise_errors):
+    """Rebuild the index (and report) of the folder; return its document.
+
+    When the run is already stopping (``raise_errors`` false), a failure
+    here is only told: the error that stopped the run is the one reported.
+    """
+    from ..utils._files import LockTimeoutError
+
+    try:
+        _, document = folder.write_index(args.format, report=args.report)
+    except (LockTimeoutError, OSError) as exc:
+        message = f"could not rebuild the index of {str(out_dir)!r}: {exc}"
+        if raise_errors:
+            raise CommandError(message) from exc
+        _warn(message)
+        return None
+    return document

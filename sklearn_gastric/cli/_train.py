@@ -32,8 +32,8 @@ def train_command(args):
         reused = _segmenter_from_model(args.segmenter, trust_pickle=args.trust_pickle)
     else:
         slide_annotations = read_slide_annotations(args.annotations, paths)
-    make_out_file_folder(out)
     set_torch_threads(args.torch_threads)
+    make_out_file_folder(out)
     stain = _stain_normalizer(args.stain_target)
     target = args.stain_target
     if reused is not None:

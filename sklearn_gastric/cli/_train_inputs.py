@@ -2,6 +2,7 @@
 QuPath annotations, read and checked before any long work."""
 
 import csv
+import os
 from pathlib import Path
 
 from ._common import CommandError
@@ -11,7 +12,9 @@ __all__ = ["read_labels", "read_slide_annotations"]
 
 def read_labels(labels_path, slides_dir):
     """Read ``LABELS.csv`` (columns ``slide,label``); return the slide paths
-    and labels in file order, checking every slide file exists."""
+    and labels in file order, checking every slide is a regular file inside
+    ``slides_dir`` (symbolic links resolved: no ``..``, absolute path or
+    link leads out of it)."""
     from ..utils._input_files import read_error_message
 
     labels_path, slides_dir = Path(labels_path), Path(slides_dir)
@@ -63,11 +66,34 @@ def _read_rows(rows, columns, slides_dir, where):
             raise CommandError(f"{where}, line {line}: slide {name!r} is listed twice.")
         seen.add(name)
         path = slides_dir / name
-        if not path.is_file():
-            raise CommandError(f"{where}, line {line}: no slide file {str(path)!r}.")
+        problem = _slide_file_problem(name, path, slides_dir)
+        if problem is not None:
+            raise CommandError(f"{where}, line {line}: {problem}")
         paths.append(path)
         labels.append(label)
     return paths, labels
+
+
+def _slide_file_problem(name, path, slides_dir):
+    """Why the row's slide ``name`` (at ``path``) is no slide file of
+    ``slides_dir``, or None."""
+    from ..utils._input_files import not_a_regular_file, read_error_message
+
+    real, folder = os.path.realpath(path), os.path.realpath(slides_dir)
+    if os.path.commonpath([real, folder]) != folder:
+        return (
+            f"slide {name!r} leads to {real!r}, outside the slides folder "
+            f"{str(slides_dir)!r}; the 'slide' column names files in that folder."
+        )
+    try:
+        kind = not_a_regular_file(path)
+    except FileNotFoundError:
+        return f"no slide file {str(path)!r}."
+    except OSError as exc:
+        return read_error_message(exc, "slide file", path, "slide file")
+    if kind is not None:
+        return f"slide file {str(path)!r} is {kind}, not a slide file."
+    return None
 
 
 def _annotation_file(annotations_dir, slide_path):

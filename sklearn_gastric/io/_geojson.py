@@ -17,6 +17,7 @@ import numpy as np
 
 from ..utils import write_text_atomic
 from ..utils._input_files import read_error_message
+from ..utils._json import dumps
 from ..utils._sklearn_compat import validate_params
 
 __all__ = [
@@ -477,4 +478,4 @@ def write_feature_collection(features, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     collection = {"type": "FeatureCollection", "features": list(features)}
-    return write_text_atomic(path, json.dumps(collection))
+    return write_text_atomic(path, dumps(collection))

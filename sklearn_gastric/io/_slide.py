@@ -3,17 +3,37 @@
 import math
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..utils._input_files import not_a_regular_file, read_error_message
 from . import _openslide
 from ._array import array_pyramid, read_array_region
 from ._errors import SlideError, UnreadableTileWarning
 from ._pixels import resize_area, rgba_to_rgb_on_white
 from ._view import read_view
 
-__all__ = ["Slide", "SlideError", "UnreadableTileWarning"]
+__all__ = [
+    "MAX_MPP",
+    "MAX_MPP_ANISOTROPY",
+    "MIN_MPP",
+    "Slide",
+    "SlideError",
+    "UnreadableTileWarning",
+]
+
+#: The resolutions, in µm per level-0 pixel, a slide can have: scanners work
+#: from about 0.1 (80x) to 1 (10x); 0.05 is finer than any light microscope
+#: resolves, and 10 is a 1x overview. A file stating a resolution outside
+#: them (0, 1e-300, a negative number, infinity, a million) states none.
+MIN_MPP = 0.05
+MAX_MPP = 10.0
+#: How far apart the x and y resolutions may be, relative to the smaller.
+#: Scanners' pixels are square to within a few percent; beyond 10% a tile of
+#: ``tile_size`` pixels at one resolution would be a rectangle of tissue.
+MAX_MPP_ANISOTROPY = 0.1
 
 
 class Slide:
@@ -32,7 +52,9 @@ class Slide:
         A name used in messages and reports; the file name (or
         ``"array(HxW)"``) when omitted.
     mpp : float or (float, float), default=None
-        Microns per pixel at level 0, overriding what the file says.
+        Microns per pixel at level 0 (x, y), overriding what the file says:
+        from :data:`MIN_MPP` to :data:`MAX_MPP` (0.05 to 10), x and y within
+        :data:`MAX_MPP_ANISOTROPY` (10%) of each other.
     transform : callable, default=None
         A picklable pixel transform ``f(rgb) -> rgb`` applied to every read
         (stain normalisation). Its parameters are part of the slide's hash.
@@ -50,7 +72,10 @@ class Slide:
     level_downsamples : tuple of float
         Downsample factor of each level relative to level 0.
     mpp : (float, float) or None
-        Microns per pixel at level 0 (x, y), when known.
+        Microns per pixel at level 0 (x, y), when known. A resolution the
+        file states outside 0.05-10 µm/px, or with x and y more than 10%
+        apart, counts as unknown, with a ``UserWarning`` naming the slide and
+        the values (see Notes).
     vendor : str or None
         The format OpenSlide detected (``"aperio"``, ``"generic-tiff"``...),
         ``"image"`` for plain images and None for arrays.
@@ -61,6 +86,18 @@ class Slide:
     modification time, and the transform, never the open OpenSlide handle:
     the handle is reopened on first read. ``joblib.hash`` of a file slide is
     therefore cheap and changes when the file or the transform changes.
+
+    The resolution comes from OpenSlide's ``openslide.mpp-x`` and
+    ``openslide.mpp-y``, which it derives from the vendor's metadata (e.g.
+    Aperio's ``MPP``) or from a TIFF's ``XResolution``, ``YResolution`` and
+    ``ResolutionUnit``. Files state nonsense there (0, negative, infinite,
+    or a value in the wrong unit): a value that is not a resolution a slide
+    can have (:data:`MIN_MPP`, :data:`MAX_MPP`), or x and y more than
+    :data:`MAX_MPP_ANISOTROPY` apart, is treated as missing, with a warning,
+    once per opening of the file. Everything downstream (``Tiler(mpp=...)``,
+    the tissue filter, scale bars, ``sklearn-gastric info``) then sees
+    ``mpp=None``. Within 10%, x and y are kept as stated; what needs one
+    resolution uses their mean.
 
     Examples
     --------
@@ -78,7 +115,9 @@ class Slide:
         self._handle = None
         self.transform = transform
         if isinstance(source, (str, os.PathLike)):
-            self._init_from_path(Path(source), name)
+            # The file's resolution is only checked (and warned of) when it
+            # is used, not overridden.
+            self._init_from_path(Path(source), name, check_mpp=mpp is None)
         elif isinstance(source, np.ndarray):
             self._init_from_array(source, name)
         else:
@@ -90,20 +129,35 @@ class Slide:
 
     # -- construction -------------------------------------------------------
 
-    def _init_from_path(self, path, name):
+    def _init_from_path(self, path, name, check_mpp=True):
         self.path = path.absolute()
         self._array = None
         self.name = name if name is not None else path.name
-        if not path.exists():
-            raise FileNotFoundError(f"Slide {self.name!r}: no such file {str(path)!r}.")
-        if path.is_dir():
-            raise SlideError(f"Slide {self.name!r}: {str(path)!r} is a directory.")
-        stat = path.stat()
+        stat = self._stat_file()
         self._signature = (stat.st_size, stat.st_mtime_ns)
         if stat.st_size == 0:
             raise SlideError(f"Slide {self.name!r}: the file {str(path)!r} is empty.")
         handle = self._open_handle()
-        self._read_geometry(handle)
+        self._read_geometry(handle, check_mpp)
+
+    def _stat_file(self):
+        """``os.stat`` of the slide's file, refusing anything that is not a
+        regular file before it is opened (a FIFO would block the open)."""
+        path = self.path
+        try:
+            kind = not_a_regular_file(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"Slide {self.name!r}: no such file {str(path)!r}."
+            ) from None
+        except OSError as exc:
+            message = read_error_message(exc, "file", path, "slide file")
+            raise SlideError(f"Slide {self.name!r}: {message}") from exc
+        if kind is not None:
+            raise SlideError(
+                f"Slide {self.name!r}: {str(path)!r} is {kind}, not a slide file."
+            )
+        return path.stat()
 
     def _init_from_array(self, array, name):
         self.path = None
@@ -132,10 +186,10 @@ class Slide:
     def _open_handle(self):
         return _openslide.open_handle(self.path, self.name)
 
-    def _read_geometry(self, handle):
+    def _read_geometry(self, handle, check_mpp):
         geometry = _openslide.read_geometry(handle)
         self.vendor, self.level_dimensions, self.level_downsamples = geometry[:3]
-        self._file_mpp = geometry[3]
+        self._file_mpp = _file_resolution(geometry[3], self.name) if check_mpp else None
         self._handle = handle
 
     def _get_handle(self):
@@ -149,14 +203,16 @@ class Slide:
         """Open the file again (after unpickling, in a joblib or dask worker,
         or after a failed read), checking it is still the file first opened."""
         path = self.path
-        if not path.is_file():
+        try:
+            self._stat_file()
+        except FileNotFoundError:
             import socket
 
             raise FileNotFoundError(
                 f"Slide {self.name!r}: no such file {str(path)!r} on host "
                 f"{socket.gethostname()!r} (when slides run on other processes "
                 f"or machines, each must see the file at the same path)."
-            )
+            ) from None
         size = path.stat().st_size
         if size != self._signature[0]:
             raise SlideError(
@@ -479,10 +535,57 @@ class Slide:
         return f"Slide({self.name!r}, {width}x{height}, source={source!r}{extra})"
 
 
+def _resolution_problem(mpp_x, mpp_y):
+    """Why ``(mpp_x, mpp_y)`` µm per pixel is not a slide's resolution, or None."""
+    if not all(math.isfinite(v) and MIN_MPP <= v <= MAX_MPP for v in (mpp_x, mpp_y)):
+        return f"not one from {MIN_MPP:g} to {MAX_MPP:g} µm per pixel"
+    ratio = max(mpp_x, mpp_y) / min(mpp_x, mpp_y)
+    if ratio > 1 + MAX_MPP_ANISOTROPY:
+        return (
+            f"{ratio:.3g} times as fine one way as the other (x and y may "
+            f"differ by {MAX_MPP_ANISOTROPY:.0%} at most)"
+        )
+    return None
+
+
+def _file_resolution(mpp_text, name):
+    """The resolution a file states, as ``(x, y)`` floats; None, with a
+    warning naming the slide and the values, when it is no resolution."""
+    if mpp_text is None:
+        return None
+    try:
+        mpp = tuple(float(v) for v in mpp_text)
+    except (TypeError, ValueError):  # half of the pair, or not a number
+        problem, mpp = "not a number", None
+    else:
+        problem = _resolution_problem(*mpp)
+    if problem is None:
+        return mpp
+    x, y = mpp_text
+    warnings.warn(
+        f"Slide {name!r}: the resolution its file states (openslide.mpp-x = "
+        f"{x!r}, openslide.mpp-y = {y!r}) is {problem}; the slide is treated as "
+        "having no resolution (give it with Slide(path, mpp=...) if you know "
+        "it).",
+        UserWarning,
+        stacklevel=5,
+    )
+    return None
+
+
 def _check_mpp(mpp, name):
+    """The user's ``mpp=`` as ``(x, y)``, or None; an error when it is no
+    resolution (a file's is dropped with a warning, an argument refused)."""
     if mpp is None:
         return None
-    values = np.broadcast_to(np.asarray(mpp, dtype=float), (2,))
-    if not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise SlideError(f"Slide {name!r}: mpp must be positive; got {mpp!r}.")
+    try:
+        values = np.broadcast_to(np.asarray(mpp, dtype=float), (2,))
+    except (TypeError, ValueError):
+        values = (math.nan, math.nan)
+    if _resolution_problem(*values) is not None:
+        raise SlideError(
+            f"Slide {name!r}: mpp must be positive, with x and y from {MIN_MPP:g} "
+            f"to {MAX_MPP:g} µm per pixel and within {MAX_MPP_ANISOTROPY:.0%} of "
+            f"each other; got {mpp!r}."
+        )
     return (float(values[0]), float(values[1]))

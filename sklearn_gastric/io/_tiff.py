@@ -9,7 +9,7 @@ import numpy as np
 
 from ..utils._sklearn_compat import Interval, validate_params
 from ._pixels import block_mean
-from ._slide import Slide
+from ._slide import MAX_MPP, MIN_MPP, Slide
 
 __all__ = ["write_pyramidal_tiff"]
 
@@ -24,7 +24,7 @@ _LEVEL_FACTOR = 4
         "path": [str, os.PathLike],
         "tile_size": [Interval(Integral, 1, None, closed="left")],
         "levels": [Integral, None],
-        "mpp": [Interval(Real, 0, None, closed="neither"), None],
+        "mpp": [Interval(Real, MIN_MPP, MAX_MPP, closed="both"), None],
         "compression": [str],
         "quality": [Interval(Integral, 0, 100, closed="both")],
     },
@@ -63,7 +63,8 @@ def write_pyramidal_tiff(
         By default, levels are added until the smallest fits in one tile.
     mpp : float, default=None
         Microns per pixel at level 0, stored as the TIFF resolution so that
-        OpenSlide reports ``openslide.mpp-x``.
+        OpenSlide reports ``openslide.mpp-x``: from 0.05 to 10, the
+        resolutions a slide opened by this library can have.
     compression : {"jpeg", "deflate", "none"}, default="jpeg"
         Tile compression.
     quality : int, default=90

@@ -66,9 +66,11 @@ def sample_patches(
     slides : list of slides
         Paths, arrays or :class:`~sklearn_gastric.io.Slide` objects.
     lesions : list
-        One entry per slide: a boolean array of the slide's level-0 shape
-        (a lesion mask, as :func:`~sklearn_gastric.datasets.make_gastric_slides`
-        returns), a list of :class:`~sklearn_gastric.io.Annotation`
+        One entry per slide: a lesion mask of the slide's level-0 shape
+        ``(height, width)``, as
+        :func:`~sklearn_gastric.datasets.make_gastric_slides` returns it
+        (boolean, or integers or floats in [0, 1]: a pixel is lesion where it
+        is at least 0.5), a list of :class:`~sklearn_gastric.io.Annotation`
         (QuPath polygons read with :func:`~sklearn_gastric.io.read_annotations`;
         each gives its own class), or None (a slide without lesion).
     labels : list of str, default=None
@@ -131,8 +133,11 @@ def sample_patches(
             raise ValueError(
                 f"sample_patches: {len(slides)} slides but {len(labels)} labels."
             )
+    # Opened here (headers only) so that each mask is checked against its
+    # slide's size before any pixel is read.
+    slides = [open_slide(slide) for slide in slides]
     sources = [
-        _lesion_source(lesion, None if labels is None else labels[i], i)
+        _lesion_source(lesion, None if labels is None else labels[i], i, slides[i])
         for i, lesion in enumerate(lesions)
     ]
     if normalizer is not None:
@@ -164,7 +169,7 @@ def sample_patches(
     )
 
 
-def _lesion_source(lesion, label, index):
+def _lesion_source(lesion, label, index, slide):
     if lesion is None:
         return None
     if isinstance(lesion, (list, tuple)):
@@ -187,7 +192,37 @@ def _lesion_source(lesion, label, index):
             f"sample_patches: lesions[{index}] is a mask, which has no class: "
             "give labels (each slide's class)."
         )
-    return _Mask(mask.astype(bool), str(label))
+    return _Mask(_check_mask(mask, slide, index), str(label))
+
+
+def _check_mask(mask, slide, index):
+    """``mask`` as the boolean lesion mask of ``slide``; a ValueError naming
+    the slide when it is not one (a mask of another size would put the
+    lesions elsewhere, a NaN or text one would make everything lesion)."""
+    where = f"sample_patches: lesions[{index}], the mask of slide {slide.name!r},"
+    if mask.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{where} has dtype {mask.dtype}; a lesion mask holds booleans, "
+            "integers or floats in [0, 1]."
+        )
+    width, height = slide.dimensions
+    if mask.shape != (height, width):
+        raise ValueError(
+            f"{where} has shape {mask.shape}, but the slide is {width}x{height} "
+            f"pixels at level 0: its mask must have shape (height, width) = "
+            f"{(height, width)}."
+        )
+    if mask.dtype.kind == "b":
+        return mask
+    low, high = mask.min(), mask.max()  # NaN and infinities propagate
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{where} holds NaN or infinite values.")
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{where} has values from {low} to {high}; they must be in [0, 1] "
+            "(a pixel is lesion where it is at least 0.5)."
+        )
+    return mask >= 0.5
 
 
 class _Annotations:

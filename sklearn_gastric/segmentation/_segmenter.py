@@ -189,6 +189,10 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         ``labels`` in :meth:`fit`, ``[0, 1]``: lesion absent / present.
     n_classes_ : int
         Number of patch classes.
+    patch_size_ : int or None
+        Side of the square training patches (None for oblong ones).
+        :meth:`transform` warns about tiles of another size: the network
+        sees structures at another scale than it learnt.
 
     See Also
     --------
@@ -340,6 +344,8 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
             net = fit_seeded(net, dataset, seed)
         self.classes_ = classes
         self.n_classes_ = len(classes)
+        height, width = patches.shape[1:3]
+        self.patch_size_ = int(height) if height == width else None
         self.net_ = net
         return self
 
@@ -389,6 +395,7 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         for bag in tile_bags:
             size = bag.tile_size
             check_divisible_by_depth(size, size, depth, f"Slide {bag.name!r}")
+        self._warn_if_other_tile_size(tile_bags)
         memory = check_memory(self.memory)
         if memory.location is None:
             segment = self._segment_bag
@@ -409,6 +416,31 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
             for message in failures:
                 warnings.warn(message, UnreadableTileWarning, stacklevel=2)
         return [bag for bag, _ in results]
+
+    def _warn_if_other_tile_size(self, tile_bags):
+        """One UserWarning per tile size that is not the training patches'
+        (segmenters fitted before ``patch_size_`` existed say nothing)."""
+        trained = getattr(self, "patch_size_", None)
+        if trained is None:
+            return
+        by_size = {}
+        for bag in tile_bags:
+            if bag.tile_size != trained:
+                by_size.setdefault(bag.tile_size, []).append(bag.name)
+        for size, names in by_size.items():
+            n_others = len(names) - 1
+            plural = "s" if n_others > 1 else ""
+            others = f" (and {n_others} other slide{plural})" if n_others else ""
+            warnings.warn(
+                f"Slide {names[0]!r}{others}: tiles of {size} pixels, but this "
+                f"PatchSegmenter was trained on patches of {trained} pixels, so "
+                "it sees the tissue at another scale than it learnt: its maps, "
+                "scores and features are not those it was trained to give. Cut "
+                f"tiles of {trained} pixels (Tiler(tile_size={trained}), with "
+                "mpp= at the training patches' resolution).",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def predict_proba_maps(self, patches):
         """Per-pixel probability of "positive" for plain patches.

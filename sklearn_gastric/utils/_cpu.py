@@ -10,7 +10,7 @@ faster on a quiet machine). The policy, :func:`default_torch_threads`: the
 CLI's ``--torch-threads`` sets it, and worker processes inherit it); else
 the cores this process may use minus those the tile readers take, and one
 on machines of at most two cores. An estimator's ``torch_threads``
-parameter overrides both.
+parameter overrides both. Every count is at most :data:`MAX_TORCH_THREADS`.
 
 Memory. glibc returns freed blocks of more than a few tens of megabytes to
 the operating system, and the next batch's activations of a 512 px tile
@@ -23,12 +23,19 @@ ends.
 
 import ctypes
 import ctypes.util
+import operator
 import os
 import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["default_torch_threads", "keep_freed_memory", "torch_threads"]
+__all__ = [
+    "MAX_TORCH_THREADS",
+    "check_torch_threads",
+    "default_torch_threads",
+    "keep_freed_memory",
+    "torch_threads",
+]
 
 # mallopt(3) parameters and the values used while an inference runs.
 _M_TRIM_THRESHOLD = -1
@@ -47,6 +54,13 @@ _ALLOCATOR_SETTINGS = (
 _OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 OPT_OUT = "SKLEARN_GASTRIC_KEEP_FREED_MEMORY"
 THREADS_VARIABLE = "SKLEARN_GASTRIC_TORCH_THREADS"
+#: The most torch threads the library sets. More than the logical CPUs of
+#: the largest two-socket servers (768), so no machine's cores are refused,
+#: and fixed, so that a setting valid on one machine is valid on all. Each
+#: torch thread costs two OS threads: 1024 took 50 MB and ran small
+#: convolutions 8x slower than one thread on 2 cores, while 100,000 exhaust
+#: memory (or the process's thread limit) before any work.
+MAX_TORCH_THREADS = 1024
 
 _lock = threading.Lock()
 _active = 0
@@ -60,10 +74,55 @@ def available_cores():
         return os.cpu_count() or 1
 
 
+def check_torch_threads(value, what):
+    """``value`` as a count of torch threads, or a ValueError naming ``what``.
+
+    Parameters
+    ----------
+    value : int or str
+        The count, or its text (an environment variable, an option).
+    what : str
+        What holds it, first in the message, e.g. the variable's name.
+
+    Returns
+    -------
+    n_threads : int
+        From 1 to :data:`MAX_TORCH_THREADS`.
+
+    Examples
+    --------
+    >>> from sklearn_gastric.utils._cpu import check_torch_threads
+    >>> check_torch_threads(" 4 ", "SKLEARN_GASTRIC_TORCH_THREADS")
+    4
+    >>> check_torch_threads("1.5", "SKLEARN_GASTRIC_TORCH_THREADS")
+    Traceback (most recent call last):
+    ...
+    ValueError: SKLEARN_GASTRIC_TORCH_THREADS must be an integer from 1 to 1024...
+    """
+    try:
+        # Text as int() reads it ("1.5" fails), anything else only if it is an
+        # integer (int(1.5) would truncate).
+        n_threads = int(value) if isinstance(value, str) else operator.index(value)
+    except (TypeError, ValueError):
+        n_threads = 0
+    if not 1 <= n_threads <= MAX_TORCH_THREADS:
+        raise ValueError(
+            f"{what} must be an integer from 1 to {MAX_TORCH_THREADS} (torch "
+            f"threads); got {value!r}."
+        )
+    return n_threads
+
+
 def default_torch_threads(reader_threads=1):
     """The torch threads of the policy: ``SKLEARN_GASTRIC_TORCH_THREADS``
     where set, else the available cores minus the ``reader_threads`` tile
     readers, at least 1, and 1 on at most 2 cores.
+
+    Raises
+    ------
+    ValueError
+        ``SKLEARN_GASTRIC_TORCH_THREADS`` is set but not an integer from 1
+        to :data:`MAX_TORCH_THREADS`; the message names it.
 
     Examples
     --------
@@ -71,28 +130,25 @@ def default_torch_threads(reader_threads=1):
     >>> default_torch_threads(reader_threads=10_000) >= 1
     True
     """
-    chosen = os.environ.get(THREADS_VARIABLE, "").strip()
-    if chosen:
-        try:
-            value = int(chosen)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(
-                f"{THREADS_VARIABLE} must be a positive integer; got {chosen!r}."
-            )
-        return value
+    chosen = os.environ.get(THREADS_VARIABLE, "")
+    if chosen.strip():
+        return check_torch_threads(chosen, THREADS_VARIABLE)
     cores = available_cores()
     if cores <= 2:
         return 1
-    return max(1, cores - max(0, reader_threads))
+    return max(1, min(MAX_TORCH_THREADS, cores - max(0, reader_threads)))
 
 
 @contextmanager
 def torch_threads(n_threads):
-    """Run torch on ``n_threads`` intra-op threads, restoring the count after."""
+    """Run torch on ``n_threads`` intra-op threads, restoring the count after.
+
+    ``n_threads`` is checked here, where torch gets it, whatever set it (an
+    estimator's parameter changed after ``fit`` included).
+    """
     import torch
 
+    n_threads = check_torch_threads(n_threads, "torch_threads")
     before = torch.get_num_threads()
     if n_threads != before:
         torch.set_num_threads(n_threads)
