@@ -98,3 +98,16 @@ def zip_bomb(path, *, padding=2**26, name="bomb.sgm"):
     contents = read_members(path)
     contents["manifest.json"] += b" " * padding
     return write_members(Path(path).with_name(name), contents, zipfile.ZIP_DEFLATED)
+
+
+def traced_peak(function):
+    """Peak memory Python and numpy allocate while ``function`` runs."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak

@@ -17,6 +17,7 @@ from hostile_models import (
     find,
     read_members,
     rewrite,
+    traced_peak,
     zip_bomb,
 )
 from sklearn.exceptions import NotFittedError
@@ -580,19 +581,6 @@ def test_metadata_is_kept_in_the_manifest(model_file, fitted_pipeline, tmp_path)
     assert not (tmp_path / "x.sgm").exists()
 
 
-def _peak_bytes(function):
-    """Peak memory Python and numpy allocate while ``function`` runs."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        function()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
-
-
 @pytest.mark.parametrize("manifest_agrees", [True, False])
 def test_an_array_declaring_terabytes_is_refused_before_allocating(
     model_file, manifest_agrees
@@ -604,7 +592,7 @@ def test_an_array_declaring_terabytes_is_refused_before_allocating(
         with pytest.raises(ModelFileError, match=match):
             load_model(tampered)
 
-    assert _peak_bytes(load) < 64 * 2**20
+    assert traced_peak(load) < 64 * 2**20
 
 
 def test_a_zip_bomb_is_refused_before_it_is_inflated(model_file, tmp_path):
@@ -616,7 +604,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(model_file, tmp_path):
         with pytest.raises(ModelFileError, match=f"more than the {limit} a model"):
             load_model(bomb)
 
-    assert _peak_bytes(load) < 16 * 2**20
+    assert traced_peak(load) < 16 * 2**20
     # An array member compressed (a bomb of zeros, say) is refused as such.
     member = next(name for name in contents if name.startswith("arrays/"))
     with zipfile.ZipFile(bomb, "w") as archive:
@@ -636,7 +624,7 @@ def test_a_network_larger_than_its_weights_is_never_built(model_file):
         with pytest.raises(ModelFileError, match="module__base_channels=1000000"):
             load_model(rewrite(model_file, manifest=inflate))
 
-    assert _peak_bytes(load) < 64 * 2**20
+    assert traced_peak(load) < 64 * 2**20
 
 
 def test_a_fitted_attribute_may_not_shadow_a_parameter(model_file):

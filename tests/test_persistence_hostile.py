@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from cli_support import assert_user_error, run_cli
-from hostile_models import find, read_members
+from hostile_models import find, read_members, traced_peak
 from instance_generator import TARGET_IMAGE, estimator_instances
 from sklearn.base import BaseEstimator
 from sklearn.frozen import FrozenEstimator
@@ -298,18 +298,6 @@ def test_the_worst_manifest_within_the_bounds_loads_within_the_documented_memory
     assert growth < os.path.getsize(worst) + LOADING_OVERHEAD, growth / 2**20
 
 
-def _traced_peak(function):
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        function()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
-
-
 def test_network_weights_are_read_into_the_network_in_place(tmp_path):
     rng = np.random.default_rng(0)
     y = ["negative", "HGIN"] * 4
@@ -323,7 +311,7 @@ def test_network_weights_are_read_into_the_network_in_place(tmp_path):
     # Arrays read with numpy are traced, torch's own memory is not: reading
     # the weights into fresh arrays, then copying them, traced twice their
     # size.
-    assert _traced_peak(lambda: loaded.append(load_model(path))) < weights / 4
+    assert traced_peak(lambda: loaded.append(load_model(path))) < weights / 4
     for key, value in gcn.net_.module_.state_dict().items():
         assert torch.equal(loaded[0].net_.module_.state_dict()[key], value), key
 
