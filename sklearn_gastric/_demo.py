@@ -214,7 +214,8 @@ def _train_segmenter(config, target, random_state, say, verbose):
     The segmenter learns from patches of a separate annotated cohort (lesion
     masks known), normalised as the pipeline will normalise every slide.
     """
-    from .datasets import make_gastric_slides
+    from .datasets import SYNTHETIC_MPP, make_gastric_slides
+    from .io import Slide
     from .preprocessing import StainNormalizer
     from .segmentation import PatchSegmenter, sample_patches
 
@@ -228,11 +229,16 @@ def _train_segmenter(config, target, random_state, say, verbose):
         size=config.slide_size,
         random_state=random_state + 1,
     )
+    annotated = [
+        Slide(a, name=f"annotated_{i:03d}", mpp=SYNTHETIC_MPP)
+        for i, a in enumerate(annotated)
+    ]
     patches, masks, patch_labels, _ = sample_patches(
         annotated,
         lesions,
         annotated_labels,
         tile_size=config.tile_size,
+        mpp=SYNTHETIC_MPP,
         # Two at least, so that each slide can give a lesion and a negative.
         n_patches=max(2, -(-config.n_patches // config.n_annotated_slides)),
         normalizer=normalizer,
@@ -258,7 +264,7 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
     and fit it on the whole cohort; return it and the figures."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from .datasets import make_gastric_slides
+    from .datasets import SYNTHETIC_MPP, make_gastric_slides
     from .graph import GCNSlideClassifier
     from .io import Slide
     from .pipeline import make_gastric_pipeline
@@ -271,10 +277,16 @@ def _cross_validate(segmenter, config, target, random_state, say, verbose):
         verbose=verbose,
     )
     # Named, so that warnings and errors say which synthetic slide.
-    slides = [Slide(a, name=f"synthetic_{i:03d}") for i, a in enumerate(slides)]
+    slides = [
+        Slide(a, name=f"synthetic_{i:03d}", mpp=SYNTHETIC_MPP)
+        for i, a in enumerate(slides)
+    ]
+    # The model keeps the resolution it learnt at, and reads every slide
+    # there, 20x or 40x.
     pipe = make_gastric_pipeline(
         segmenter,
         tile_size=config.tile_size,
+        mpp=SYNTHETIC_MPP,
         target=target,
         k=config.k,
         classifier=GCNSlideClassifier(
@@ -375,11 +387,14 @@ def _predict_slide(pipe, slide, out_dir, is_cmu):
 def _check_has_tissue(slide, tile_size):
     """Raise the SlideError ``predict`` gives for a slide with no tissue tile
     (or one smaller than a tile)."""
+    from .datasets import SYNTHETIC_MPP
     from .io import SlideError
     from .preprocessing import OtsuFilter, Tiler
 
     try:
-        (bag,) = OtsuFilter().fit_transform(Tiler(tile_size).fit_transform([slide]))
+        (bag,) = OtsuFilter().fit_transform(
+            Tiler(tile_size, mpp=SYNTHETIC_MPP).fit_transform([slide])
+        )
     except SlideError:
         raise
     except ValueError as exc:

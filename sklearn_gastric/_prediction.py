@@ -120,7 +120,12 @@ class SlidePrediction:
             ``x``, ``y``, ``size``, ``score``), ``n_lesion_regions``,
             ``lesion_threshold``, ``ood_score``, ``ood_threshold`` and
             ``out_of_distribution`` (None when the classifier gives no
-            score).
+            score), and how the slide was read: ``mpp`` (its level-0
+            resolution, µm/px, the mean of x and y; None when unknown),
+            ``read_level`` (the pyramid level its tiles were read from),
+            ``tile_size`` (pixels of a tile as the segmenter saw it) and
+            ``read_mpp`` (their resolution, µm/px; None when the slide's is
+            unknown). Coordinates and sizes are level-0 pixels.
         """
         classes = [] if self.classes is None else [str(c) for c in self.classes]
         proba = [] if self.proba is None else [float(p) for p in self.proba]
@@ -145,6 +150,7 @@ class SlidePrediction:
             "ood_score": _float_or_none(self.ood_score),
             "ood_threshold": _float_or_none(self.ood_threshold),
             "out_of_distribution": self.out_of_distribution,
+            **_read_resolution(self.bag),
         }
 
 
@@ -325,6 +331,18 @@ def _run_steps(pipeline, slides):
         elif isinstance(first, SlideGraph):
             outputs["graphs"] = list(Xt)
     return outputs
+
+
+def _read_resolution(bag):
+    """Where and at what resolution the tiles of ``bag`` were read."""
+    mpp = bag.slide.mpp
+    slide_mpp = None if mpp is None else (float(mpp[0]) + float(mpp[1])) / 2
+    return {
+        "mpp": slide_mpp,
+        "read_level": int(bag.level),
+        "tile_size": int(bag.tile_size),
+        "read_mpp": None if slide_mpp is None else slide_mpp * bag.pixel_downsample,
+    }
 
 
 def _item(values, index):

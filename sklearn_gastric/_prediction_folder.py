@@ -535,6 +535,11 @@ _SLIDE_FIELDS = {
     "top_tiles_png": (_optional_text, "a string or null", False),
     "graph_png": (_optional_text, "a string or null", False),
     "sklearn_gastric_version": (_text, "a string", False),
+    # Records of runs before the resolution was recorded lack these.
+    "mpp": (_optional_number, "a number or null", False),
+    "read_mpp": (_optional_number, "a number or null", False),
+    "read_level": (_count, "a count", False),
+    "tile_size": (_count, "a count", False),
 }
 _ERROR_FIELDS = {
     "error": (_text, "a string", True),
@@ -587,7 +592,7 @@ def _csv_text(document):
         + [f"p_{c}" for c in classes]
         + ["out_of_distribution", "ood_score"]
         + ["n_tissue_tiles", "n_lesion_regions", "top_tiles", "lesion_map_png"]
-        + ["geojson", "model", "error"]
+        + ["geojson", "model", "mpp", "read_mpp", "read_level", "error"]
     )
     for record in document["slides"]:
         probabilities = record["probabilities"]
@@ -599,13 +604,16 @@ def _csv_text(document):
             + [_csv_value(record.get("out_of_distribution"))]
             + [_csv_value(record.get("ood_score"))]
             + [record["n_tissue_tiles"], record["n_lesion_regions"], tiles]
-            + [record["lesion_map_png"], record["geojson"], record["model"], ""]
+            + [record["lesion_map_png"], record["geojson"], record["model"]]
+            + [_csv_value(record.get(key)) for key in ("mpp", "read_mpp")]
+            + [_csv_value(record.get("read_level")), ""]
         )
     for record in document["errors"]:
         writer.writerow(
             [record.get("name", ""), _csv_value(record.get("path")), ""]
             + [""] * (len(classes) + 2)
-            + ["", "", "", "", "", record.get("model", ""), record["error"]]
+            + ["", "", "", "", "", record.get("model", ""), "", "", ""]
+            + [record["error"]]
         )
     return buffer.getvalue()
 

@@ -136,6 +136,18 @@ def _number(value, digits=3):
     return f"{value:.{digits}f}"
 
 
+def _read_at(record):
+    """The resolution the slide's tiles were read at, and the slide's own."""
+    level, size = record.get("read_level"), record.get("tile_size")
+    if _integer(level) == _NA or _integer(size) == _NA:
+        return _NA  # a record of a run before the resolution was recorded
+    where = f"level {level}, tiles of {size} px"
+    read_mpp, mpp = record.get("read_mpp"), record.get("mpp")
+    if _number(read_mpp) == _NA or _number(mpp) == _NA:
+        return _e(f"{where}; the slide's resolution is unknown")
+    return _e(f"{read_mpp:.3g} µm/px ({where}; the slide is {mpp:.3g} µm/px)")
+
+
 def _integer(value):
     if isinstance(value, bool) or not isinstance(value, int):
         return _NA
@@ -273,6 +285,7 @@ def _slide_section(record, anchor, folder, base):
         ("Tissue tiles", _integer(record.get("n_tissue_tiles"))),
         ("Lesion regions", _integer(record.get("n_lesion_regions"))),
         ("Lesion threshold", _number(record.get("lesion_threshold"))),
+        ("Read at", _read_at(record)),
         ("Slide file", f'<span class="path">{_e(record.get("path", _NA))}</span>'),
         ("Model", f'<span class="path">{_e(record.get("model", _NA))}</span>'),
         (

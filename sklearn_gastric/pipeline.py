@@ -27,6 +27,7 @@ __all__ = [
     {
         "segmenter": [BaseEstimator],
         "tile_size": [Interval(Integral, 1, None, closed="left")],
+        "mpp": [Interval(Real, 0, None, closed="neither"), None],
         "target": "no_validation",
         "min_tissue": [Interval(Real, 0, 1, closed="both")],
         "k": [Interval(Integral, 1, None, closed="left")],
@@ -41,6 +42,7 @@ def make_gastric_pipeline(
     segmenter,
     *,
     tile_size,
+    mpp=None,
     target=None,
     min_tissue=0.7,
     k=10,
@@ -62,8 +64,15 @@ def make_gastric_pipeline(
     segmenter : PatchSegmenter
         A fitted segmenter.
     tile_size : int
-        Tile side in level-0 pixels: the patch size the segmenter was
-        trained on.
+        Tile side in pixels: the patch size the segmenter was trained on.
+    mpp : float, default=None
+        The resolution, in µm per pixel, of the patches the segmenter was
+        trained on (``sample_patches(..., mpp=mpp)``): every slide is tiled
+        at it, from its best pyramid level (``Tiler(tile_size, mpp=mpp)``),
+        so 20x and 40x scans give tiles of one physical size. The fitted
+        pipeline, and its model file, keep it. Slides then need a resolution
+        (their file's, or ``open_slide(path, mpp=...)``). None: tiles of
+        level-0 pixels, whatever the scanner.
     target : ndarray or str or os.PathLike, default=None
         The H&E image every slide is stain-normalised to
         (:class:`~sklearn_gastric.StainNormalizer`); None: no normalisation.
@@ -119,7 +128,7 @@ def make_gastric_pipeline(
     if target is not None:
         steps.append(("stain", StainNormalizer(target=target)))
     steps += [
-        ("tile", Tiler(tile_size=tile_size)),
+        ("tile", Tiler(tile_size=tile_size, mpp=mpp)),
         ("tissue", OtsuFilter(min_tissue=min_tissue)),
         ("seg", FrozenEstimator(segmenter)),
         ("topk", TopKSelector(k=k)),

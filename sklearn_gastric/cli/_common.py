@@ -17,11 +17,14 @@ __all__ = [
     "load_pipeline",
     "make_out_dir",
     "make_out_file_folder",
+    "model_resolution",
+    "open_slide_at",
     "open_slides",
     "progress",
     "save_trained_pipeline",
     "say",
     "set_torch_threads",
+    "warn_level_zero_model",
 ]
 
 EXIT_USAGE = 2
@@ -93,17 +96,59 @@ def say(args, message):
         print(message, file=sys.stderr, flush=True)
 
 
-def open_slides(paths):
-    """Open every slide before any long work, so a bad one fails fast."""
-    from ..io import SlideError, open_slide
+def open_slides(paths, *, tile_mpp=None, assume_mpp=None):
+    """Open every slide before any long work, so a bad one fails fast
+    (see :func:`open_slide_at`)."""
+    from ..io import SlideError
 
     slides = []
     for path in paths:
         try:
-            slides.append(open_slide(path))
+            slides.append(open_slide_at(path, tile_mpp, assume_mpp))
         except (OSError, SlideError) as exc:
             raise CommandError(str(exc)) from exc
     return slides
+
+
+def open_slide_at(path, tile_mpp, assume_mpp):
+    """The slide of ``path``, at ``assume_mpp`` (``--assume-mpp``) when its
+    file states no usable resolution; a SlideError naming it when tiles are
+    cut at ``tile_mpp`` (``--mpp``, or the model's) and it has none."""
+    from ..io import SlideError, open_slide
+
+    slide = open_slide(path)
+    if slide.mpp is None and assume_mpp is not None:
+        slide = slide.with_mpp(assume_mpp)
+    if slide.mpp is None and tile_mpp is not None:
+        raise SlideError(
+            f"Slide {slide.name!r}: its file does not state a usable resolution "
+            f"(microns per pixel), and tiles are cut at {tile_mpp:g} µm/px; give "
+            "its resolution with --assume-mpp UM (0.5 for a 20x scan, 0.25 for "
+            "40x)."
+        )
+    return slide
+
+
+def model_resolution(pipeline):
+    """The resolution, in µm/px, a trained pipeline reads slides at; None
+    for a model that tiles level-0 pixels (made before it kept one)."""
+    from ..pipeline import find_step
+    from ..preprocessing import Tiler
+
+    return getattr(find_step(pipeline, Tiler), "mpp", None)
+
+
+def warn_level_zero_model(path):
+    """Say (on stderr, even with --quiet: it changes what the numbers mean)
+    that a model without a resolution reads level-0 pixels."""
+    print(
+        f"warning: model {str(path)!r} does not know the resolution it learnt "
+        "at (made before models kept it, or trained without --mpp): every "
+        "slide is tiled in level-0 pixels, so a 40x scan is read at twice the "
+        "magnification of a 20x one. Retrain with --mpp to read every slide "
+        "at one resolution.",
+        file=sys.stderr,
+    )
 
 
 # -- output locations -----------------------------------------------------------

@@ -19,7 +19,11 @@ def demo_command(args):
     out_dir = check_out_dir(args.out)
     slide = None
     if args.slide is not None:
-        (slide,) = open_slides([args.slide])
+        from ..datasets import SYNTHETIC_MPP
+
+        (slide,) = open_slides(
+            [args.slide], tile_mpp=SYNTHETIC_MPP, assume_mpp=args.assume_mpp
+        )
     set_torch_threads(args.torch_threads)
     make_out_dir(out_dir)
     try:

@@ -98,7 +98,8 @@ def _add_tiling(parser, tile_size):
         type=_positive_int,
         default=tile_size,
         metavar="PX",
-        help="tile side in level-0 pixels (default: %(default)s)",
+        help="tile side in pixels: of level 0, or at --mpp when given "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--min-tissue",
@@ -118,6 +119,17 @@ def _add_mpp(parser):
         "per pixel (0.5 for 20x), read from the best pyramid level and "
         "resized; needs a slide that states its resolution (default: tiles "
         "of level-0 pixels)",
+    )
+
+
+def _add_assume_mpp(parser):
+    parser.add_argument(
+        "--assume-mpp",
+        type=_resolution,
+        metavar="UM",
+        help="the resolution, in microns per pixel, of slides whose file does "
+        "not state a usable one (0.5 for a 20x scan, 0.25 for 40x); a slide "
+        "that states one keeps its own",
     )
 
 
@@ -164,6 +176,14 @@ def _add_info(commands):
     info.add_argument("slide", metavar="SLIDE", help="a slide file, or a PNG/JPEG")
     _add_tiling(info, 512)
     _add_mpp(info)
+    _add_assume_mpp(info)
+    info.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="tile as this trained model does (its tile size and resolution), "
+        "and say which pyramid level it would read",
+    )
+    _add_trust_pickle(info, "the --model MODEL")
     info.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -207,6 +227,18 @@ def _add_train(commands):
         "(loading it then needs --trust-pickle); checked before training",
     )
     _add_tiling(train, 256)
+    train.add_argument(
+        "--mpp",
+        type=_resolution,
+        metavar="UM",
+        help="the resolution, in microns per pixel, of the training patches "
+        "and of every tile (0.5 for 20x): each slide is read from its best "
+        "pyramid level and resized, so 20x and 40x scans give tiles of one "
+        "physical size; the model keeps it and reads every slide there "
+        "(default: the --segmenter model's; without one, tiles of level-0 "
+        "pixels, and the model does not know its resolution)",
+    )
+    _add_assume_mpp(train)
     train.add_argument(
         "--stain-target",
         metavar="IMAGE",
@@ -273,6 +305,7 @@ def _add_predict(commands):
     predict.add_argument("model", metavar="MODEL", help="a model made by 'train'")
     _add_trust_pickle(predict, "MODEL")
     predict.add_argument("slides", metavar="SLIDE", nargs="+", help="slide files")
+    _add_assume_mpp(predict)
     _add_out_dir(predict, "sklearn_gastric_predictions")
     predict.add_argument(
         "--format",
@@ -354,7 +387,9 @@ def _add_demo(commands):
         "--slide",
         metavar="SLIDE",
         help="slide to predict at the end (default: the real slide "
-        "CMU-1-Small-Region, downloaded once from PyPI)",
+        "CMU-1-Small-Region, downloaded once from PyPI); it is read at the "
+        "synthetic slides' resolution, 0.5 µm/px",
     )
+    _add_assume_mpp(demo)
     demo.add_argument("--random-state", type=int, default=0, metavar="SEED")
     _add_common(demo)

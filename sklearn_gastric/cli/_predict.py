@@ -10,9 +10,12 @@ from ._common import (
     check_out_dir,
     load_pipeline,
     make_out_dir,
+    model_resolution,
+    open_slide_at,
     progress,
     say,
     set_torch_threads,
+    warn_level_zero_model,
 )
 
 __all__ = ["predict_command"]
@@ -93,18 +96,21 @@ def _slide_error(path, exc, out_dir):
 
 def predict_command(args):
     from .._prediction_folder import PredictionFolder, ood_warning
-    from ..io import SlideError, open_slide
+    from ..io import SlideError
     from ..utils._files import NoSpaceError
 
     out_dir = check_out_dir(args.out)
     timeout = _lock_timeout()
     pipeline = load_pipeline(args.model, trust_pickle=args.trust_pickle)
     _set_inference(pipeline, args)
+    tile_mpp = model_resolution(pipeline)
+    if tile_mpp is None:
+        warn_level_zero_model(args.model)
     paths = _distinct_paths(args.slides)
     opened, unreadable = [], []
     for path in paths:
         try:
-            opened.append((path, open_slide(path)))
+            opened.append((path, open_slide_at(path, tile_mpp, args.assume_mpp)))
         except (OSError, SlideError) as exc:
             if not args.skip_errors:
                 raise CommandError(str(exc)) from exc

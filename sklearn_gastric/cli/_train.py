@@ -26,18 +26,22 @@ def train_command(args):
     out = check_out_file(args.out)
     started = time.perf_counter()
     paths, labels = read_labels(args.labels, args.slides_dir)
-    slides = open_slides(paths)
     reused, slide_annotations = None, None
+    tile_mpp = args.mpp
     if args.segmenter is not None:
         reused = _segmenter_from_model(args.segmenter, trust_pickle=args.trust_pickle)
-    else:
+        tile_mpp = _reused_resolution(args, reused[2])
+    slides = open_slides(paths, tile_mpp=tile_mpp, assume_mpp=args.assume_mpp)
+    if tile_mpp is None:
+        _warn_level_zero(args, slides)
+    if args.segmenter is None:
         slide_annotations = read_slide_annotations(args.annotations, paths)
     set_torch_threads(args.torch_threads)
     make_out_file_folder(out)
     stain = _stain_normalizer(args.stain_target)
     target = args.stain_target
     if reused is not None:
-        segmenter, tile_size, mpp, reused_target = reused
+        segmenter, tile_size, _, reused_target = reused
         if target is None and reused_target is not None:
             # The segmenter was trained on normalised tiles: keep showing it
             # the same colours.
@@ -48,12 +52,12 @@ def train_command(args):
         # The segmenter learns from the tiles the pipeline will show it:
         # stain-normalised when the pipeline normalises.
         segmenter, patch_counts = _train_segmenter(
-            args, slides, slide_annotations, stain
+            args, slides, slide_annotations, stain, tile_mpp
         )
-        tile_size, mpp = args.tile_size, None
-    pipeline = _make_pipeline(args, segmenter, tile_size=tile_size, target=target)
-    if mpp is not None:
-        _reuse_tile_mpp(pipeline, mpp)
+        tile_size = args.tile_size
+    pipeline = _make_pipeline(
+        args, segmenter, tile_size=tile_size, mpp=tile_mpp, target=target
+    )
     say(args, f"training the slide classifier on {len(slides)} slides")
     segmenter.set_params(verbose=0 if args.quiet else 1)
     try:
@@ -65,6 +69,7 @@ def train_command(args):
     metadata = {
         "classes": [str(c) for c in pipeline.classes_],
         "tile_size": int(tile_size),
+        "mpp": tile_mpp,
         "k": int(args.k),
         "segmenter_classes": [str(c) for c in segmenter.classes_],
         "patch_counts": patch_counts,
@@ -113,7 +118,39 @@ def _check_options(args):
         raise CommandError(f"invalid option: {exc}") from None
 
 
-def _make_pipeline(args, segmenter, *, tile_size, target=None):
+def _reused_resolution(args, reused_mpp):
+    """The resolution tiles are cut at with a reused segmenter: the one it
+    was trained at; ``--mpp`` may only say the same (or give one to a
+    segmenter of a model that does not know its own)."""
+    if reused_mpp is None or args.mpp is None:
+        return reused_mpp if args.mpp is None else args.mpp
+    if abs(reused_mpp - args.mpp) > 1e-9 * reused_mpp:
+        raise CommandError(
+            f"--mpp {args.mpp:g}: the segmenter of --segmenter "
+            f"{args.segmenter!r} was trained at {reused_mpp:g} µm/px and reads "
+            "every slide there; leave out --mpp, or train a new segmenter with "
+            "--annotations."
+        )
+    return reused_mpp
+
+
+def _warn_level_zero(args, slides):
+    """Tiles of level-0 pixels: say what that means for this cohort."""
+    stated = sorted({round(sum(s.mpp) / 2, 4) for s in slides if s.mpp is not None})
+    cohort = (
+        f" (these slides state {', '.join(f'{m:g}' for m in stated)} µm/px)"
+        if stated
+        else ""
+    )
+    say(
+        args,
+        "no --mpp: tiles of --tile-size level-0 pixels, whatever each slide's "
+        f"resolution{cohort}; the model will not know its resolution. Give "
+        "--mpp (0.5 for 20x) to cut every tile at one physical size.",
+    )
+
+
+def _make_pipeline(args, segmenter, *, tile_size, mpp=None, target=None):
     from ..graph import GCNSlideClassifier
     from ..pipeline import make_gastric_pipeline
 
@@ -125,6 +162,7 @@ def _make_pipeline(args, segmenter, *, tile_size, target=None):
     return make_gastric_pipeline(
         segmenter,
         tile_size=tile_size,
+        mpp=mpp,
         target=target,
         min_tissue=args.min_tissue,
         k=args.k,
@@ -164,14 +202,6 @@ def _stain_normalizer(stain_target):
         raise CommandError(f"stain target: {exc}") from exc
 
 
-def _reuse_tile_mpp(pipeline, mpp):
-    """Tile at the resolution the reused segmenter was trained at."""
-    from ..pipeline import find_step
-    from ..preprocessing import Tiler
-
-    find_step(pipeline, Tiler).set_params(mpp=mpp)
-
-
 def _segmenter_from_model(path, *, trust_pickle):
     """The trained segmenter of a model file, the tile size and resolution
     (``mpp``, None for level-0 tiles) it works on, and the
@@ -191,7 +221,7 @@ def _segmenter_from_model(path, *, trust_pickle):
     )
 
 
-def _train_segmenter(args, slides, slide_annotations, normalizer):
+def _train_segmenter(args, slides, slide_annotations, normalizer, mpp):
     """Sample annotated patches from the slides and train the segmenter."""
     import numpy as np
 
@@ -204,6 +234,7 @@ def _train_segmenter(args, slides, slide_annotations, normalizer):
             slides,
             slide_annotations,
             tile_size=args.tile_size,
+            mpp=mpp,
             n_patches=args.patches_per_slide,
             positive_fraction=0.5,
             min_tissue=args.min_tissue,

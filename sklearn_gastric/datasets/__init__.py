@@ -3,11 +3,17 @@ CMU test slide."""
 
 from ._fetch import fetch_cmu_small_region, fetch_he_target, get_data_home
 from ._labs import REFERENCE_LAB, StainProfile, make_stain_profile
-from ._synthetic import GASTRIC_CLASSES, make_gastric_slides, make_patch_dataset
+from ._synthetic import (
+    GASTRIC_CLASSES,
+    SYNTHETIC_MPP,
+    make_gastric_slides,
+    make_patch_dataset,
+)
 
 __all__ = [
     "GASTRIC_CLASSES",
     "REFERENCE_LAB",
+    "SYNTHETIC_MPP",
     "StainProfile",
     "fetch_cmu_small_region",
     "fetch_he_target",

@@ -27,7 +27,9 @@ GASTRIC_CLASSES = ("negative", "LGIN", "HGIN", "carcinoma")
 
 _MIN_SLIDE_SIZE = 256
 _MIN_TILE_SIZE = 32
-_SLIDE_MPP = 0.5
+#: The resolution the generator draws at, in µm per pixel (a 20x scan): its
+#: nuclei, glands and lesions have the sizes of real tissue at 0.5 µm/px.
+SYNTHETIC_MPP = 0.5
 
 # The parameters both generators take.
 _RENDER_CONSTRAINTS = {
@@ -213,7 +215,7 @@ def _make_one_slide(item, *, shape, lesion_fraction, stain_jitter, lab, keep_tis
         return image, mask, stains, tissue
     from ..io import write_pyramidal_tiff
 
-    write_pyramidal_tiff(image, path, mpp=_SLIDE_MPP)
+    write_pyramidal_tiff(image, path, mpp=SYNTHETIC_MPP)
     return str(path), mask, stains, tissue
 
 

@@ -13,10 +13,10 @@ __all__ = ["low_resolution_view", "open_slide"]
 
 # ``obj`` is checked by Slide, whose TypeError says what a slide may be.
 @validate_params(
-    {"obj": "no_validation", "name": [str, None]},
+    {"obj": "no_validation", "name": [str, None], "mpp": "no_validation"},
     prefer_skip_nested_validation=True,
 )
-def open_slide(obj, *, name=None):
+def open_slide(obj, *, name=None, mpp=None):
     """Open anything the library accepts as a slide.
 
     Parameters
@@ -25,6 +25,11 @@ def open_slide(obj, *, name=None):
         A slide file, an RGB array or an existing slide (returned as is).
     name : str, default=None
         The slide's name when ``obj`` is a path or an array.
+    mpp : float or (float, float), default=None
+        The slide's resolution in microns per level-0 pixel, overriding
+        what its file says (or stating what it does not say); a Slide given
+        with ``mpp`` is returned as a copy at that resolution. None: the
+        file's own (see :class:`Slide`).
 
     Returns
     -------
@@ -36,7 +41,8 @@ def open_slide(obj, *, name=None):
         The path does not exist.
     SlideError
         The file is not a slide OpenSlide (or PIL, for plain images) reads, or
-        the array is not RGB uint8.
+        the array is not RGB uint8, or ``mpp`` is no resolution a slide can
+        have (0.05 to 10 µm/px).
 
     Examples
     --------
@@ -46,8 +52,8 @@ def open_slide(obj, *, name=None):
     (4, 4)
     """
     if isinstance(obj, Slide):
-        return obj
-    return Slide(obj, name=name)
+        return obj if mpp is None else obj.with_mpp(mpp)
+    return Slide(obj, name=name, mpp=mpp)
 
 
 @validate_params(

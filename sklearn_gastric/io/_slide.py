@@ -505,6 +505,43 @@ class Slide:
             new._handle = None
         return new
 
+    def with_mpp(self, mpp):
+        """A new slide over the same source, at the resolution ``mpp``.
+
+        What a user states for a file that does not say its resolution (or
+        says one no slide can have), or corrects for one that says it wrong.
+
+        Parameters
+        ----------
+        mpp : float or (float, float)
+            Microns per level-0 pixel (x, y), from :data:`MIN_MPP` to
+            :data:`MAX_MPP`.
+
+        Returns
+        -------
+        slide : Slide
+
+        Raises
+        ------
+        SlideError
+            ``mpp`` is no resolution a slide can have.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_gastric.io import Slide
+        >>> slide = Slide(np.zeros((8, 8, 3), dtype=np.uint8))
+        >>> slide.mpp, slide.with_mpp(0.25).mpp
+        (None, (0.25, 0.25))
+        """
+        checked = _check_mpp(mpp, self.name)
+        new = object.__new__(Slide)
+        new.__setstate__(self.__getstate__())
+        new._mpp_override = checked
+        if self._array is None:
+            new._handle = None
+        return new
+
     def __getstate__(self):
         state = {
             k: v for k, v in self.__dict__.items() if k not in ("_lock", "_handle")

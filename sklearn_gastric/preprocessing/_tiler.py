@@ -227,12 +227,12 @@ def _slide_mpp(slide, mpp):
         cause = (
             "an array has no resolution"
             if slide.path is None
-            else "its file does not say its resolution (microns per pixel)"
+            else "its file does not state a usable resolution (microns per pixel)"
         )
         raise ValueError(
             f"Slide {slide.name!r}: cannot cut tiles at mpp={mpp:g}: {cause}. "
-            "Give its resolution with Slide(path_or_array, mpp=...), or tile it "
-            "by pyramid level with Tiler(mpp=None, level=...)."
+            "Give its resolution with open_slide(path_or_array, mpp=...), or "
+            "tile it by pyramid level with Tiler(mpp=None, level=...)."
         )
     return (slide.mpp[0] + slide.mpp[1]) / 2
 

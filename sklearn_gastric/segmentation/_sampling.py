@@ -26,6 +26,7 @@ __all__ = ["sample_patches"]
         "min_tissue": [Interval(Real, 0, 1, closed="both")],
         "min_lesion": [Interval(Real, 0, 1, closed="right")],
         "normalizer": [HasMethods(["transform"]), None],
+        "mpp": [Interval(Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "n_jobs": N_JOBS,
     },
@@ -42,6 +43,7 @@ def sample_patches(
     min_tissue=0.7,
     min_lesion=0.1,
     normalizer=None,
+    mpp=None,
     random_state=None,
     n_jobs=None,
 ):
@@ -77,7 +79,8 @@ def sample_patches(
         The class of each slide's mask lesion (its slide label); needed when
         ``lesions`` holds masks.
     tile_size : int, default=512
-        Patch side in level-0 pixels.
+        Patch side in pixels: level-0 pixels when ``mpp`` is None, pixels
+        at ``mpp`` µm/px otherwise.
     n_patches : int, default=64
         Patches per slide at most.
     positive_fraction : float, default=0.5
@@ -90,6 +93,15 @@ def sample_patches(
         drawn again, in up to ten rounds per slide).
     normalizer : StainNormalizer, default=None
         A fitted normaliser the slides go through first.
+    mpp : float, default=None
+        The patches' resolution in µm per pixel, whatever each slide's own:
+        patches are cut as ``Tiler(tile_size, mpp=mpp)`` cuts tiles, from
+        the best pyramid level of each slide, area-resized, so a cohort of
+        20x and 40x scans gives patches of one physical size (``tile_size *
+        mpp`` µm). Give the pipeline the same (``make_gastric_pipeline(...,
+        mpp=mpp)``). Every slide needs a resolution (its file's, or
+        ``open_slide(path, mpp=...)``); a ValueError names the first without.
+        None: level-0 pixels.
     random_state : int, RandomState instance or None, default=None
         The draws; each slide gets its own seed, so a slide's patches depend
         neither on the others nor on ``n_jobs``.
@@ -146,6 +158,7 @@ def sample_patches(
     work = partial(
         _sample_slide,
         tile_size=int(tile_size),
+        mpp=None if mpp is None else float(mpp),
         n_patches=int(n_patches),
         positive_fraction=float(positive_fraction),
         min_tissue=float(min_tissue),
@@ -274,14 +287,10 @@ class _Mask:
 
     def tile(self, origin, footprint, size):
         x, y = (int(v) for v in origin)
-        crop = np.zeros((footprint, footprint), dtype=np.uint8)
+        crop = np.zeros((footprint, footprint), dtype=np.float32)
         part = self.mask[y : y + footprint, x : x + footprint]
         crop[: part.shape[0], : part.shape[1]] = part
-        factor = footprint // size
-        mask = crop[: size * factor, : size * factor].reshape(
-            size, factor, size, factor
-        )
-        mask = mask.mean(axis=(1, 3)) >= 0.5
+        mask = _area_fraction(crop, size) >= 0.5
         return mask, (self.class_name if mask.any() else None)
 
     def draw_points(self, rng, n):
@@ -292,15 +301,38 @@ class _Mask:
         return np.stack([x, y], axis=1).astype(np.int64)
 
 
+def _on_level_grid(origins, downsample):
+    """Level-0 corners moved onto the pixels of a level of ``downsample``
+    (as the Tiler's are): a tile read from that level starts at a whole
+    level pixel, and its mask must start at the same place."""
+    if downsample == 1:
+        return origins
+    return np.floor(np.floor(origins / downsample) * downsample).astype(np.int64)
+
+
+def _area_fraction(crop, size):
+    """The share of each of ``size`` x ``size`` equal cells of ``crop``
+    (a square of 0/1 floats) that is 1: the box filter that resizes the
+    patch's pixels, so that mask and pixels stay aligned."""
+    side = crop.shape[0]
+    if side % size == 0:
+        factor = side // size
+        return crop.reshape(size, factor, size, factor).mean(axis=(1, 3))
+    from PIL import Image
+
+    resized = Image.fromarray(crop).resize((size, size), Image.Resampling.BOX)
+    return np.asarray(resized)
+
+
 def _sample_slide(
-    item, *, tile_size, n_patches, positive_fraction, min_tissue, min_lesion
+    item, *, tile_size, mpp, n_patches, positive_fraction, min_tissue, min_lesion
 ):
     from ..preprocessing import OtsuFilter, TileBag, Tiler
 
     slide, source, seed = item
     rng = np.random.RandomState(seed)
     (bag,) = OtsuFilter(min_tissue=min_tissue).fit_transform(
-        Tiler(tile_size).fit_transform([open_slide(slide)])
+        Tiler(tile_size, mpp=mpp).fit_transform([open_slide(slide)])
     )
     size, footprint, coords = bag.tile_size, int(bag.footprint), bag.coords
     near = (
@@ -312,6 +344,7 @@ def _sample_slide(
     chosen, masks, labels = [], [], []
     if n_positive:
         width, height = bag.slide.dimensions
+        downsample = bag.slide.level_downsamples[bag.level]
         # Each lesion patch contains a random lesion point at a random place.
         for _ in range(10):
             needed = n_positive - len(chosen)
@@ -321,6 +354,7 @@ def _sample_slide(
             origins = points - rng.randint(footprint, size=points.shape)
             origins[:, 0] = np.clip(origins[:, 0], 0, max(0, width - footprint))
             origins[:, 1] = np.clip(origins[:, 1], 0, max(0, height - footprint))
+            origins = _on_level_grid(origins, downsample)
             for origin in origins:
                 mask, name = source.tile(origin, footprint, size)
                 if name is None or mask.mean() < min_lesion:
@@ -344,6 +378,7 @@ def _sample_slide(
         np.asarray(chosen, dtype=np.int64).reshape(-1, 2),
         bag.tile_size,
         level=bag.level,
+        read_size=bag.read_size,
     )
     for batch in drawn.iter_batches(32):
         patches[start : start + len(batch)] = batch

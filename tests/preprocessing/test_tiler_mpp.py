@@ -207,8 +207,8 @@ def test_a_slide_without_resolution_is_refused_with_what_to_do(scan_pixels, tmp_
         Tiler(tile_size=64, mpp=0.5).fit_transform([path])
     message = str(error.value)
     assert message.startswith("Slide 'no-mpp.tiff': cannot cut tiles at mpp=0.5")
-    assert "does not say its resolution" in message
-    assert "Slide(path_or_array, mpp=...)" in message
+    assert "does not state a usable resolution" in message
+    assert "open_slide(path_or_array, mpp=...)" in message
     assert "Tiler(mpp=None, level=...)" in message
     # Tiling by level still works.
     (bag,) = Tiler(tile_size=64, level=1).fit_transform([path])
