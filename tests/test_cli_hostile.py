@@ -307,7 +307,11 @@ def test_demo_and_predict_give_the_same_answer_for_a_blank_slide(cli_model, tmp_
     predicted = run_cli("predict", cli_model, blank, "--out", tmp_path / "p")
     assert_user_error(predicted, "predict", "Slide 'white.png': no tissue tile.")
     started = time.perf_counter()
-    demo = run_cli("demo", "--quick", "--slide", blank, "--out", tmp_path / "d")
+    # The demo's model reads slides at 0.5 µm/px; a PNG states no resolution.
+    assumed = ["--assume-mpp", "0.5"]
+    demo = run_cli(
+        "demo", "--quick", "--slide", blank, *assumed, "--out", tmp_path / "d"
+    )
     assert_user_error(demo, "demo", "Slide 'white.png': no tissue tile.")
     # Refused before rendering or training anything.
     assert time.perf_counter() - started < 60
@@ -316,8 +320,14 @@ def test_demo_and_predict_give_the_same_answer_for_a_blank_slide(cli_model, tmp_
     message = predicted.stderr.split("sklearn-gastric predict: ")[1].splitlines()[0]
     assert f"sklearn-gastric demo: {message}" in demo.stderr
     tiny = _blank_png(tmp_path / "tiny.png", size=16)
-    demo = run_cli("demo", "--quick", "--slide", tiny, "--out", tmp_path / "d")
+    demo = run_cli(
+        "demo", "--quick", "--slide", tiny, *assumed, "--out", tmp_path / "d"
+    )
     assert_user_error(demo, "demo", "Slide 'tiny.png' is smaller than one tile")
+    demo = run_cli("demo", "--quick", "--slide", blank, "--out", tmp_path / "d")
+    assert_user_error(
+        demo, "demo", "Slide 'white.png': its file does not state a usable resolution"
+    )
 
 
 # -- outputs: never half-written, never lost ------------------------------------------
