@@ -19,9 +19,14 @@ the pieces fit together, not how well the method works.
 # Train the patch segmenter
 # -------------------------
 # The segmenter (step 5) is trained separately, on patches with pixel lesion
-# masks and patch labels. :func:`~sklearn_gastric.datasets.make_patch_dataset`
-# renders synthetic H&E-like patches; the synthetic data is the only
-# labelled data the project has.
+# masks and patch labels, sampled by
+# :func:`~sklearn_gastric.segmentation.sample_patches` from annotated
+# slides (:func:`~sklearn_gastric.datasets.make_gastric_slides` renders
+# synthetic H&E-like slides with their lesion masks; the synthetic data is
+# the only labelled data the project has). The patches go through the
+# stain normaliser the pipeline will use, fitted once, so that the
+# segmenter learns the colours it will be shown; it remembers them
+# (``training_stain_``) and warns if a pipeline shows it others.
 import tempfile
 from pathlib import Path
 
@@ -46,13 +51,23 @@ from sklearn_gastric.datasets import (
     GASTRIC_CLASSES,
     fetch_he_target,
     make_gastric_slides,
-    make_patch_dataset,
 )
+from sklearn_gastric.segmentation import sample_patches
 
 # On a busy laptop, one torch thread is often faster than several.
 torch.set_num_threads(1)
 
-patches, masks, patch_labels = make_patch_dataset(192, tile_size=64, random_state=0)
+normalizer = StainNormalizer(target=fetch_he_target()).fit()
+annotated, annotated_labels, lesions = make_gastric_slides(8, size=512, random_state=1)
+patches, masks, patch_labels, _ = sample_patches(
+    annotated,
+    lesions,
+    annotated_labels,
+    tile_size=64,
+    n_patches=24,
+    normalizer=normalizer,
+    random_state=0,
+)
 segmenter = PatchSegmenter(
     base_channels=8,
     depth=3,
@@ -88,11 +103,11 @@ fig.tight_layout()
 # The pipeline
 # ------------
 # The trained segmenter enters the pipeline wrapped in
-# :class:`~sklearn.frozen.FrozenEstimator`: fitting the pipeline fits the
-# stain normaliser and the GCN, never the segmenter.
+# :class:`~sklearn.frozen.FrozenEstimator`, and so does the normaliser its
+# patches went through: fitting the pipeline fits the GCN only.
 pipe = Pipeline(
     [
-        ("stain", StainNormalizer(target=fetch_he_target())),
+        ("stain", FrozenEstimator(normalizer)),
         ("tile", Tiler(tile_size=64)),
         ("tissue", OtsuFilter(min_tissue=0.7)),
         ("seg", FrozenEstimator(segmenter)),

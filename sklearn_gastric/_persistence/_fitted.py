@@ -230,6 +230,17 @@ class Names(_Spec):
         _bind(context, "features", len(value), f"names {len(value)} features")
 
 
+class Choice(_Spec):
+    """One of the strings ``options``."""
+
+    def __init__(self, options):
+        self.options = tuple(options)
+
+    def check(self, value, context):
+        if not isinstance(value, str) or value not in self.options:
+            raise _Problem(f"is {_text(value)}; it must be one of {list(self.options)}")
+
+
 class Maybe(_Spec):
     """None, or what ``spec`` accepts."""
 
@@ -505,6 +516,24 @@ def _patch_size_fits_depth(estimator, sizes):
         )
 
 
+def _training_stain_keys(estimator, sizes):
+    stain = getattr(estimator, "training_stain_", None)
+    if stain is None:
+        return
+    keys = {
+        "none": (),
+        "reinhard": ("mean", "std"),
+        "macenko": ("stains", "max_concentrations"),
+        "vahadane": ("stains", "max_concentrations"),
+    }[stain["method"]]
+    if set(stain) != {"method", *keys}:
+        raise _Problem(
+            f"has the keys {sorted(stain)}; method={stain['method']!r} has "
+            f"{sorted({'method', *keys})}",
+            "training_stain_",
+        )
+
+
 # What estimators make for, and read from, the steps after them in a Pipeline.
 
 
@@ -609,9 +638,23 @@ FITTED = {
                 }
             ),
         },
-        # Not in models saved before it was recorded.
-        optional={"patch_size_": Count(size="patch_size")},
-        rules=(_patch_size_fits_depth,),
+        # Not in models saved before they were recorded.
+        optional={
+            "patch_size_": Count(size="patch_size"),
+            "training_stain_": Maybe(
+                Fields(
+                    {
+                        "method": Choice(("none", "macenko", "vahadane", "reinhard")),
+                        "stains": Array((2, 3)),
+                        "max_concentrations": Array((2,), low=0, low_open=True),
+                        "mean": Array((3,)),
+                        "std": Array((3,), low=0),
+                    },
+                    required=("method",),
+                )
+            ),
+        },
+        rules=(_patch_size_fits_depth, _training_stain_keys),
         makes={
             "features": _segmenter_features,
             "patch_proba": lambda seg, widths: seg.n_classes_,

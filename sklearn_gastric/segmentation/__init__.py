@@ -6,11 +6,13 @@ this package (or :mod:`sklearn_gastric`) does not import torch.
 """
 
 from .._lazy import lazy_exports
+from ._provenance import StainedPatches
 from ._sampling import sample_patches
 
 __all__ = [
     "PatchSegmenter",
     "SegmentationLoss",
+    "StainedPatches",
     "VNet",
     "augment_patch",
     "dice_loss",

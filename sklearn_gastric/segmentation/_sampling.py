@@ -11,6 +11,7 @@ from ..io._geojson import tile_annotation_mask
 from ..utils import map_slides
 from ..utils._sklearn_compat import HasMethods, Interval, validate_params
 from ..utils._validation import N_JOBS
+from ._provenance import StainedPatches
 
 __all__ = ["sample_patches"]
 
@@ -61,7 +62,9 @@ def sample_patches(
 
     With a ``normalizer``, the slides go through it first, each with its own
     estimated stains, so that the segmenter learns from the colours the
-    pipeline will show it ("the standard colour used in training").
+    pipeline will show it ("the standard colour used in training"): give
+    the pipeline the same target (``make_gastric_pipeline(...,
+    target=...)``).
 
     Parameters
     ----------
@@ -110,7 +113,11 @@ def sample_patches(
 
     Returns
     -------
-    patches : ndarray of shape (n, tile_size, tile_size, 3), dtype uint8
+    patches : StainedPatches of shape (n, tile_size, tile_size, 3), dtype uint8
+        An ndarray that also says how its pixels were normalised (``stain``:
+        raw, or the normaliser's method and target), which
+        :meth:`PatchSegmenter.fit` records so that a pipeline coloured
+        otherwise gets a warning.
     masks : ndarray of shape (n, tile_size, tile_size), dtype float32
     labels : ndarray of shape (n,), dtype object
         ``"negative"`` or the lesion's class.
@@ -175,7 +182,7 @@ def sample_patches(
         names.extend(slide_labels)
         groups.extend([index] * len(slide_labels))
     return (
-        np.concatenate(patches),
+        StainedPatches(np.concatenate(patches), normalizer),
         np.concatenate(masks),
         np.asarray(names, dtype=object),
         np.asarray(groups, dtype=np.intp),

@@ -45,6 +45,7 @@ from ._inference import (
 )
 from ._losses import SegmentationLoss
 from ._options import ENGINES, PRECISIONS
+from ._provenance import patches_stain, warn_if_other_stain
 from ._training import (
     _SegmenterNet,
     _TrainValidSplit,  # noqa: F401 (see the end of the module)
@@ -193,6 +194,15 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         Side of the square training patches (None for oblong ones).
         :meth:`transform` warns about tiles of another size: the network
         sees structures at another scale than it learnt.
+    training_stain_ : dict or None
+        How the training patches were stain-normalised, when they said so
+        (the :class:`StainedPatches` that :func:`sample_patches` returns):
+        ``{"method": "none"}`` for raw patches, else the normaliser's
+        ``"method"`` and its target's parameters (``"stains"`` and
+        ``"max_concentrations"``, or ``"mean"`` and ``"std"`` for
+        Reinhard). None: unknown (plain arrays). :meth:`transform` warns
+        about tiles coloured otherwise: raw where the patches were
+        normalised, normalised where they were raw, or to another target.
 
     See Also
     --------
@@ -318,7 +328,9 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         Parameters
         ----------
         patches : ndarray of shape (n_patches, tile_size, tile_size, 3), uint8
-            RGB patches; the size must be divisible by ``2**depth``.
+            RGB patches; the size must be divisible by ``2**depth``. Those
+            of :func:`sample_patches` (a :class:`StainedPatches`) also say
+            how they were stain-normalised: ``training_stain_`` keeps it.
         masks : array-like of shape (n_patches, tile_size, tile_size)
             Lesion masks in [0, 1] (float or bool).
         labels : array-like of shape (n_patches,), default=None
@@ -332,6 +344,7 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         """
         self._warn_if_n_jobs_is_set()
         check_device(self.device, type(self).__name__)
+        stain = patches_stain(patches)
         patches = check_patches(patches, "PatchSegmenter.fit", self.depth)
         masks = check_masks(masks, patches.shape[:3], "PatchSegmenter.fit")
         classes, encoded = encode_patch_labels(masks, labels, type(self).__name__)
@@ -346,6 +359,7 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         self.n_classes_ = len(classes)
         height, width = patches.shape[1:3]
         self.patch_size_ = int(height) if height == width else None
+        self.training_stain_ = stain
         self.net_ = net
         return self
 
@@ -396,6 +410,10 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
             size = bag.tile_size
             check_divisible_by_depth(size, size, depth, f"Slide {bag.name!r}")
         self._warn_if_other_tile_size(tile_bags)
+        # Segmenters fitted before training_stain_ existed say nothing.
+        warn_if_other_stain(
+            getattr(self, "training_stain_", None), tile_bags, stacklevel=2
+        )
         memory = check_memory(self.memory)
         if memory.location is None:
             segment = self._segment_bag
