@@ -50,7 +50,8 @@ def augment_patch(
     saturation, hue and contrast jitter), and optionally stain augmentation
     in HED space (Tellez et al., 2019). Geometric changes are applied
     identically to the patch and the mask, so they stay aligned; colour
-    changes touch the patch only.
+    changes touch the patch only. A rectangular patch is turned by half
+    turns only, so that it keeps its shape.
 
     The random draws do not depend on which changes are enabled: with the
     same ``random_state``, disabling the colour jitter gives the same
@@ -125,6 +126,10 @@ def augment_patch(
         image, mask = image[:, ::-1], mask[:, ::-1]
     if flip and flips[1]:
         image, mask = image[::-1], mask[::-1]
+    if image.shape[0] != image.shape[1]:
+        # A quarter turn would swap a rectangle's sides, and the batch's
+        # patches must keep one shape: half turns only.
+        n_turns -= n_turns % 2
     if rotate and n_turns:
         image, mask = np.rot90(image, n_turns), np.rot90(mask, n_turns)
     if stretch > 0:

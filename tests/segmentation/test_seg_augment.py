@@ -129,3 +129,33 @@ def test_hed_jitter_identity_round_trips_and_leaves_geometry_alone():
     h_after = rgb2hed(np.clip(shifted, 0, 1))[..., 0]
     tissue = h_before > 0.05
     np.testing.assert_allclose(h_after[tissue] / h_before[tissue], 1.2, rtol=0.05)
+
+
+def test_a_rectangular_patch_keeps_its_shape():
+    # Quarter turns would swap its sides (and a batch could not be stacked):
+    # flips and half turns only, still aligned with its mask.
+    patch, mask = _pattern(size=40)
+    patch, mask = patch[:, :24], mask[:, :24]
+    shapes = set()
+    for seed in range(20):
+        new_patch, new_mask = augment_patch(
+            patch, mask, random_state=seed, stretch=0, **NO_COLOUR
+        )
+        shapes.add((new_patch.shape, new_mask.shape))
+        np.testing.assert_array_equal(new_patch[..., 0] == 255, new_mask == 1)
+    assert shapes == {((40, 24, 3), (40, 24))}
+
+
+def test_a_segmenter_learns_from_rectangular_patches_with_augmentation():
+    from sklearn_gastric.segmentation import PatchSegmenter
+
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (8, 32, 16, 3), dtype=np.uint8)
+    masks = (rng.random((8, 32, 16)) > 0.5).astype(np.float32)
+    segmenter = PatchSegmenter(
+        base_channels=4, depth=2, feature_dim=4, max_epochs=1, batch_size=8,
+        validation_fraction=0, augment=True, random_state=0,
+    )  # fmt: skip
+    segmenter.fit(patches, masks)
+    assert segmenter.patch_size_ is None
+    assert segmenter.predict_proba_maps(patches[:2]).shape[0] == 2
