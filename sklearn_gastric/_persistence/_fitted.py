@@ -16,361 +16,28 @@ the width of the network's output. ``rules`` add what shapes cannot say.
 steps before it make.
 """
 
-import math
-from numbers import Integral, Real
-
 import numpy as np
 
+from ._fitted_specs import (
+    Array,
+    Choice,
+    Context,
+    Count,
+    Either,
+    Fields,
+    FittedClassifier,
+    FittedValueError,
+    Labels,
+    Maybe,
+    Names,
+    Net,
+    Number,
+    Problem,
+    Schema,
+    module_param,
+)
+
 __all__ = ["FITTED", "FittedValueError", "check_fitted", "check_pipeline"]
-
-
-class FittedValueError(ValueError):
-    """A fitted attribute a model file may not set; the message says where."""
-
-
-class _Problem(Exception):
-    """What is wrong with the attribute being checked (or ``attribute``)."""
-
-    def __init__(self, message, attribute=None):
-        super().__init__(message)
-        self.attribute = attribute
-
-
-class _Context:
-    """The estimator being checked, the attribute being checked (with its
-    key inside a dict) and the sizes its attributes have named so far:
-    ``{size: (length, what named it)}``."""
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-        self.attribute = None
-        self.sizes = {}
-
-
-def _is_int(value):
-    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
-
-
-def _is_number(value):
-    return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
-
-
-def _text(value, limit=40):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(value):
-    if isinstance(value, np.ndarray):
-        return f"an array of dtype {value.dtype} and shape {value.shape}"
-    return f"{type(value).__name__} {_text(value)}"
-
-
-def _bind(context, size, length, description):
-    """Name ``length`` ``size`` (an int: a fixed length), or check that it is
-    what an earlier attribute called that size; ``description`` says what
-    the attribute being checked has."""
-    if size is None:
-        return
-    if _is_int(size):
-        if length != size:
-            raise _Problem(f"{description}; it must be {size}")
-        return
-    if size in context.sizes and context.sizes[size][0] != length:
-        raise _Problem(f"{description}, but {context.sizes[size][1]}")
-    context.sizes.setdefault(size, (length, f"{context.attribute} {description}"))
-
-
-def _requirement(low, high, low_open, allow_inf):
-    text = "not NaN" if allow_inf else "finite"
-    if low is not None:
-        text += f" and {'>' if low_open else '>='} {low:g}"
-    if high is not None:
-        text += f" and <= {high:g}"
-    return text + (", or inf" if allow_inf else "")
-
-
-def _first_out_of_range(values, low, high, low_open, allow_inf):
-    """The first value outside the range, or None."""
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    infinite = allow_inf & (values == np.inf)
-    with np.errstate(invalid="ignore"):
-        good = np.isfinite(values) | infinite
-        if low is not None:
-            good &= (values > low) if low_open else (values >= low)
-        if high is not None:
-            good &= (values <= high) | infinite
-    bad = np.flatnonzero(~good)
-    return None if not len(bad) else values[bad[0]].item()
-
-
-class _Spec:
-    """How one fitted attribute is checked: ``check`` raises a
-    :class:`_Problem`."""
-
-    def check(self, value, context):
-        raise NotImplementedError
-
-
-class Count(_Spec):
-    """An int >= ``minimum``, the length named ``size``."""
-
-    def __init__(self, minimum=1, size=None):
-        self.minimum = minimum
-        self.size = size
-
-    def check(self, value, context):
-        if not _is_int(value):
-            raise _Problem(f"is {_describe(value)}; it must be an int")
-        if value < self.minimum:
-            raise _Problem(f"is {value}; it must be at least {self.minimum}")
-        _bind(context, self.size, int(value), f"is {_text(int(value))}")
-
-
-class Number(_Spec):
-    """A finite real number, ``> low`` (``low_open``) or ``>= low``."""
-
-    def __init__(self, low=None, *, low_open=False):
-        self.low = low
-        self.low_open = low_open
-
-    def check(self, value, context):
-        requirement = _requirement(self.low, None, self.low_open, False)
-        if not _is_number(value):
-            raise _Problem(f"is {_describe(value)}; it must be a number")
-        try:
-            bad = _first_out_of_range(value, self.low, None, self.low_open, False)
-        except OverflowError:
-            bad = value
-        if bad is not None:
-            raise _Problem(f"is {_text(value)}; it must be {requirement}")
-
-
-class Array(_Spec):
-    """An array of dtype kind in ``kinds`` whose axes have the lengths
-    ``shape`` (ints, size names, or None for any), its values in a range
-    (``allow_inf``: +inf too)."""
-
-    def __init__(
-        self,
-        shape,
-        *,
-        kinds="f",
-        low=None,
-        high=None,
-        low_open=False,
-        allow_inf=False,
-    ):
-        self.shape = shape
-        self.kinds = kinds
-        self.low = low
-        self.high = high
-        self.low_open = low_open
-        self.allow_inf = allow_inf
-
-    def check(self, value, context):
-        wanted = "floats" if self.kinds == "f" else "ints"
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in self.kinds:
-            raise _Problem(f"is {_describe(value)}; it must be an array of {wanted}")
-        if value.ndim != len(self.shape):
-            raise _Problem(
-                f"has shape {value.shape}; it must have {len(self.shape)} axes"
-            )
-        for length, size in zip(value.shape, self.shape):
-            _bind(context, size, length, f"has shape {value.shape}")
-        bad = _first_out_of_range(
-            value, self.low, self.high, self.low_open, self.allow_inf
-        )
-        if bad is not None:
-            requirement = _requirement(
-                self.low, self.high, self.low_open, self.allow_inf
-            )
-            raise _Problem(f"holds {bad!r}; its values must be {requirement}")
-
-
-class Labels(_Spec):
-    """Classes: a 1-D array of at least ``minimum`` distinct labels (str,
-    int or finite float), as many as the size ``"classes"``."""
-
-    def __init__(self, minimum=1):
-        self.minimum = minimum
-
-    def check(self, value, context):
-        if not isinstance(value, np.ndarray) or value.ndim != 1:
-            raise _Problem(f"is {_describe(value)}; it must be a 1-D array of labels")
-        seen = set()
-        for item in value.tolist():
-            if not isinstance(item, str | bytes | Real) or (
-                isinstance(item, float) and not math.isfinite(item)
-            ):
-                raise _Problem(
-                    f"holds the label {_text(item)}; a label is a string, an int "
-                    "or a finite float"
-                )
-            if item in seen:
-                raise _Problem(f"holds the label {_text(item)} twice")
-            seen.add(item)
-        if len(seen) < self.minimum:
-            raise _Problem(
-                f"holds {len(seen)} label(s); it must hold at least {self.minimum}"
-            )
-        _bind(context, "classes", len(seen), f"holds {len(seen)} classes")
-
-
-class Names(_Spec):
-    """Feature names: a 1-D array of strings, one per feature."""
-
-    def check(self, value, context):
-        if (
-            not isinstance(value, np.ndarray)
-            or value.ndim != 1
-            or not all(isinstance(item, str) for item in value.tolist())
-        ):
-            raise _Problem(f"is {_describe(value)}; it must be a 1-D array of str")
-        _bind(context, "features", len(value), f"names {len(value)} features")
-
-
-class Choice(_Spec):
-    """One of the strings ``options``."""
-
-    def __init__(self, options):
-        self.options = tuple(options)
-
-    def check(self, value, context):
-        if not isinstance(value, str) or value not in self.options:
-            raise _Problem(f"is {_text(value)}; it must be one of {list(self.options)}")
-
-
-class Maybe(_Spec):
-    """None, or what ``spec`` accepts."""
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    def check(self, value, context):
-        if value is not None:
-            self.spec.check(value, context)
-
-
-class Either(_Spec):
-    """What one of ``specs`` accepts (else the first one's complaint)."""
-
-    def __init__(self, *specs):
-        self.specs = specs
-
-    def check(self, value, context):
-        sizes = context.sizes
-        problems = []
-        for spec in self.specs:
-            context.sizes = dict(sizes)
-            try:
-                spec.check(value, context)
-            except _Problem as problem:
-                problems.append(problem)
-                continue
-            return
-        context.sizes = sizes
-        raise problems[0]
-
-
-class Net(_Spec):
-    """The trained skorch net that the estimator builds, whose module
-    parameters ``module_sizes`` (``{"module__n_classes": "classes"}``) are
-    the lengths of those sizes."""
-
-    def __init__(self, module_sizes):
-        self.module_sizes = module_sizes
-
-    def check(self, value, context):
-        from skorch import NeuralNet
-
-        from ..utils._nets import estimator_net
-
-        blueprint = estimator_net(context.estimator)
-        if (
-            not isinstance(value, NeuralNet)
-            or type(value) is not type(blueprint)
-            or not getattr(value, "initialized_", False)
-            or type(getattr(value, "module_", None)) is not blueprint.module
-        ):
-            raise _Problem(
-                f"is {_describe(value)}; it must be the trained "
-                f"{type(blueprint).__name__} of a {blueprint.module.__name__}"
-            )
-        for key, size in self.module_sizes.items():
-            length = _module_param(value, key)
-            if not _is_int(length):
-                raise _Problem(f"does not say its {key}")
-            _bind(context, size, int(length), f"has {key}={_text(length)}")
-
-
-class Fields(_Spec):
-    """A dict: ``fields`` (key to spec), ``required`` among them."""
-
-    def __init__(self, fields, required=()):
-        self.fields = fields
-        self.required = set(required)
-
-    def check(self, value, context):
-        if not isinstance(value, dict):
-            raise _Problem(f"is {_describe(value)}; it must be a dict")
-        if not set(self.required) <= set(value) <= set(self.fields):
-            raise _Problem(
-                f"has the keys {sorted(value, key=str)}; it may have "
-                f"{sorted(self.fields)}, {sorted(self.required)} always"
-            )
-        outer = context.attribute
-        for key, item in value.items():
-            context.attribute = f"{outer}[{key!r}]"
-            self.fields[key].check(item, context)
-        context.attribute = outer
-
-
-class FittedClassifier(_Spec):
-    """A fitted scikit-learn classifier, of as many features as the size
-    ``"features"``."""
-
-    def check(self, value, context):
-        from sklearn.base import BaseEstimator, is_classifier
-        from sklearn.exceptions import NotFittedError
-        from sklearn.utils.validation import check_is_fitted
-
-        if not isinstance(value, BaseEstimator) or not is_classifier(value):
-            raise _Problem(f"is {_describe(value)}; it must be a classifier")
-        try:
-            check_is_fitted(value)
-            width = value.n_features_in_
-        except (NotFittedError, AttributeError):
-            raise _Problem("is a classifier that was never fitted") from None
-        _bind(context, "features", width, f"was fitted on {width} features")
-
-
-def _module_param(net, key):
-    """A module parameter of a skorch net: as stored, else the module's."""
-    name = key.removeprefix("module__")
-    return net.get_params_for("module").get(name, getattr(net.module_, name, None))
-
-
-class _Schema:
-    """The fitted attributes of one class: all of ``required`` once fitted,
-    any of ``optional``; each of ``rules(estimator, sizes)`` raises a
-    :class:`_Problem` naming its attribute if the values disagree."""
-
-    def __init__(self, required=None, optional=None, rules=(), reads=None, makes=None):
-        self.required = required or {}
-        self.optional = optional or {}
-        self.rules = rules
-        # What the estimator reads from and makes for the steps of a
-        # Pipeline: channel -> function(estimator, widths) -> width or None.
-        self.reads = reads or {}
-        self.makes = makes or {}
-
-    @property
-    def attributes(self):
-        return {**self.required, **self.optional}
-
-
-# Rules: what one attribute's declaration cannot say.
 
 
 def _ood_parts_together(estimator, sizes):
@@ -379,12 +46,12 @@ def _ood_parts_together(estimator, sizes):
     present = [name for name in legacy if name in has]
     if len(present) == 1:
         other = legacy[1 - legacy.index(present[0])]
-        raise _Problem(f"is set without {other}; they go together", present[0])
+        raise Problem(f"is set without {other}; they go together", present[0])
     if present and "ood_density_" in has:
-        raise _Problem("is set beside ood_density_, which replaced it", present[0])
+        raise Problem("is set beside ood_density_, which replaced it", present[0])
     has_density = "ood_density_" in has or bool(present)
     if ("ood_threshold_" in has) != has_density:
-        raise _Problem(
+        raise Problem(
             "is set without the other half of the out-of-distribution score "
             "(ood_threshold_ and ood_density_ go together)",
             "ood_threshold_" if "ood_threshold_" in has else "ood_density_",
@@ -397,14 +64,14 @@ def _profile_fields_together(estimator, sizes):
         return
     profile = sorted(name for name in density if name.startswith("profile_"))
     if profile and len(profile) != 4:
-        raise _Problem(
+        raise Problem(
             f"holds {profile} of the four profile_ arrays, which go together",
             "ood_density_",
         )
     expected = 2 if profile else 1
     if len(density["scale"]) != expected:
         kind = "with" if profile else "without"
-        raise _Problem(
+        raise Problem(
             f"has {len(density['scale'])} values; {kind} a profile density "
             f"it has {expected}",
             "ood_density_['scale']",
@@ -415,21 +82,21 @@ def _proportion_classes(estimator, sizes):
     try:
         severity, column_to_class = estimator._check_classes()
     except ValueError as exc:
-        raise _Problem(str(exc), "classes_") from None
+        raise Problem(str(exc), "classes_") from None
     if estimator.classes_.tolist() != severity.tolist():
-        raise _Problem(
+        raise Problem(
             f"is {estimator.classes_.tolist()}; severity_order says "
             f"{severity.tolist()}",
             "classes_",
         )
     if estimator._column_to_class.tolist() != column_to_class.tolist():
-        raise _Problem(
+        raise Problem(
             f"is {estimator._column_to_class.tolist()}; columns and "
             f"severity_order say {column_to_class.tolist()}",
             "_column_to_class",
         )
     if estimator.thresholds_[0] != 0:
-        raise _Problem(
+        raise Problem(
             f"starts with {estimator.thresholds_[0]!r}; the least severe class's "
             "threshold is 0",
             "thresholds_",
@@ -439,7 +106,7 @@ def _proportion_classes(estimator, sizes):
 def _same_classes_as_estimator(estimator, sizes):
     inner = getattr(estimator.estimator_, "classes_", None)
     if np.asarray(inner).tolist() != estimator.classes_.tolist():
-        raise _Problem(
+        raise Problem(
             f"is {estimator.classes_.tolist()}; its estimator_ has "
             f"{np.asarray(inner).tolist()}",
             "classes_",
@@ -450,7 +117,7 @@ def _coefficient_rows(estimator, sizes):
     n_classes = len(estimator.classes_)
     rows = 1 if n_classes == 2 else n_classes
     if estimator.coef_.shape[0] != rows:
-        raise _Problem(
+        raise Problem(
             f"has shape {estimator.coef_.shape}; {n_classes} classes need "
             f"{rows} row(s)",
             "coef_",
@@ -465,7 +132,7 @@ def _scaler_statistics(estimator, sizes):
         needed += ["var_", "scale_"]
     for name in needed:
         if getattr(estimator, name) is None:
-            raise _Problem(
+            raise Problem(
                 f"is None; with_mean={estimator.with_mean} and "
                 f"with_std={estimator.with_std} need it",
                 name,
@@ -484,23 +151,23 @@ def _stain_targets(estimator, sizes):
         )
     )
     if set(params) != set(keys):
-        raise _Problem(
+        raise Problem(
             f"has the keys {sorted(params)}; method={estimator.method!r} has "
             f"{sorted(keys)}",
             "target_params_",
         )
     for name in ("lab_mean_", "lab_std_", "stain_matrix_", "max_concentrations_"):
         if name not in pairs and name in vars(estimator):
-            raise _Problem(f"is not an attribute of method={estimator.method!r}", name)
+            raise Problem(f"is not an attribute of method={estimator.method!r}", name)
     for name, key in pairs.items():
         if name not in vars(estimator):
-            raise _Problem(f"is missing; method={estimator.method!r} has it", name)
+            raise Problem(f"is missing; method={estimator.method!r} has it", name)
         if not np.array_equal(getattr(estimator, name), params[key]):
-            raise _Problem(f"differs from target_params_[{key!r}]", name)
+            raise Problem(f"differs from target_params_[{key!r}]", name)
     if not reinhard:
         norms = np.linalg.norm(params["stains"], axis=1)
         if not np.allclose(norms, 1.0, rtol=0, atol=1e-6):
-            raise _Problem(
+            raise Problem(
                 f"has rows of length {norms.round(6).tolist()}; stain vectors "
                 "are unit vectors",
                 "target_params_['stains']",
@@ -511,7 +178,7 @@ def _patch_size_fits_depth(estimator, sizes):
     patch_size = getattr(estimator, "patch_size_", None)
     depth = sizes["depth"][0]  # the net's, checked before the rules
     if patch_size is not None and patch_size % 2**depth:
-        raise _Problem(
+        raise Problem(
             f"is {patch_size}, not a multiple of 2**depth = {2**depth}", "patch_size_"
         )
 
@@ -527,7 +194,7 @@ def _training_stain_keys(estimator, sizes):
         "vahadane": ("stains", "max_concentrations"),
     }[stain["method"]]
     if set(stain) != {"method", *keys}:
-        raise _Problem(
+        raise Problem(
             f"has the keys {sorted(stain)}; method={stain['method']!r} has "
             f"{sorted({'method', *keys})}",
             "training_stain_",
@@ -538,7 +205,7 @@ def _training_stain_keys(estimator, sizes):
 
 
 def _segmenter_features(seg, widths):
-    return _module_param(seg.net_, "module__feature_dim")
+    return module_param(seg.net_, "module__feature_dim")
 
 
 def _columns_in(estimator, widths):
@@ -571,14 +238,14 @@ _DENSITY = Fields(
     },
     required=("node_location", "node_precision", "scale"),
 )
-_NOTHING = _Schema()
+_NOTHING = Schema()
 
 # Every class of the allowlist (``_format.allowed_estimators``), by the name
 # a model file gives it.
 FITTED = {
     "sklearn.pipeline.Pipeline": _NOTHING,
     "sklearn.frozen.FrozenEstimator": _NOTHING,
-    "sklearn.linear_model.LogisticRegression": _Schema(
+    "sklearn.linear_model.LogisticRegression": Schema(
         required={
             "classes_": Labels(minimum=2),
             "n_features_in_": Count(size="features"),
@@ -590,7 +257,7 @@ FITTED = {
         rules=(_coefficient_rows,),
         reads={"columns": _columns_in},
     ),
-    "sklearn.preprocessing.StandardScaler": _Schema(
+    "sklearn.preprocessing.StandardScaler": Schema(
         required={
             "n_features_in_": Count(size="features"),
             "n_samples_seen_": Either(
@@ -605,7 +272,7 @@ FITTED = {
         reads={"columns": _columns_in},
         makes={"columns": _columns_in},
     ),
-    "sklearn_gastric.StainNormalizer": _Schema(
+    "sklearn_gastric.StainNormalizer": Schema(
         required={
             "target_params_": Fields(
                 {
@@ -626,7 +293,7 @@ FITTED = {
     ),
     "sklearn_gastric.Tiler": _NOTHING,
     "sklearn_gastric.OtsuFilter": _NOTHING,
-    "sklearn_gastric.PatchSegmenter": _Schema(
+    "sklearn_gastric.PatchSegmenter": Schema(
         required={
             "classes_": Labels(minimum=1),
             "n_classes_": Count(size="classes"),
@@ -660,9 +327,9 @@ FITTED = {
             "patch_proba": lambda seg, widths: seg.n_classes_,
         },
     ),
-    "sklearn_gastric.TopKSelector": _Schema(makes={"profile": _profile_of_features}),
+    "sklearn_gastric.TopKSelector": Schema(makes={"profile": _profile_of_features}),
     "sklearn_gastric.PearsonGraphBuilder": _NOTHING,
-    "sklearn_gastric.GCNSlideClassifier": _Schema(
+    "sklearn_gastric.GCNSlideClassifier": Schema(
         required={
             "classes_": Labels(minimum=2),
             "n_node_features_": Count(size="features"),
@@ -687,7 +354,7 @@ FITTED = {
             "profile": _gcn_profile,
         },
     ),
-    "sklearn_gastric.ProportionThresholdClassifier": _Schema(
+    "sklearn_gastric.ProportionThresholdClassifier": Schema(
         required={
             "classes_": Labels(minimum=2),
             "thresholds_": Array(("classes",), low=0, high=1, allow_inf=True),
@@ -696,7 +363,7 @@ FITTED = {
         rules=(_proportion_classes,),
         reads={"patch_proba": lambda clf, widths: len(clf._column_to_class)},
     ),
-    "sklearn_gastric.PooledFeatureClassifier": _Schema(
+    "sklearn_gastric.PooledFeatureClassifier": Schema(
         required={
             "n_tile_features_": Count(size="features"),
             "estimator_": FittedClassifier(),
@@ -741,7 +408,7 @@ def check_fitted(estimator, name, where):
             f"{where}: a fitted {name.rsplit('.', 1)[-1]} has {missing} beside "
             f"{present}; the file has only the latter."
         )
-    context = _Context(estimator)
+    context = Context(estimator)
     try:
         for attribute in present:
             context.attribute = attribute
@@ -749,7 +416,7 @@ def check_fitted(estimator, name, where):
         context.attribute = None
         for rule in schema.rules:
             rule(estimator, context.sizes)
-    except _Problem as problem:
+    except Problem as problem:
         raise FittedValueError(
             f"{where}.{problem.attribute or context.attribute} {problem}."
         ) from None

@@ -1,6 +1,8 @@
 """What a model file is: names, versions, bounds and the class allowlist."""
 
 import inspect
+import json
+import math
 import os
 import re
 
@@ -223,3 +225,23 @@ def manifest_problem(data):
                 "manifest may"
             )
     return None
+
+
+def parse_manifest(text):
+    """The manifest's JSON, refusing what the writer never writes (NaN,
+    Infinity, a number beyond a float's range) as a ValueError."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _refuse_constant(name):
+    raise ValueError(
+        f"{name} is not JSON; a model file writes a non-finite number as "
+        '{"__float__": ...}'
+    )
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is beyond a float's range")
+    return value

@@ -1,6 +1,5 @@
 """The pickle-free archive reader: bounds and allowlist checked before use."""
 
-import json
 import math
 import zipfile
 from functools import partial
@@ -39,9 +38,11 @@ from ._format import (
     is_plain_item,
     major_minor,
     manifest_problem,
+    parse_manifest,
     short,
     tensor_dtypes,
 )
+from ._network_size import check_network_size
 
 __all__ = ["read_archive"]
 
@@ -122,9 +123,7 @@ class _Reader:
         # Its only reference: the bytes are freed before parsing begins.
         del data
         try:
-            return json.loads(
-                text, parse_constant=_refuse_constant, parse_float=_finite_float
-            )
+            return parse_manifest(text)
         except ValueError as exc:
             # JSONDecodeError, a number of more than 4300 digits, NaN.
             raise self.error(f"manifest.json is not valid JSON ({exc}).") from None
@@ -432,43 +431,6 @@ class _Reader:
                 f"{where}: {short(key)} is not a fitted attribute a model file may set."
             )
 
-    def _check_network_size(self, net, state, where):
-        """Build the module of ``net`` on the ``meta`` device (no memory) and
-        compare it with the stored weights before the real one is built."""
-        stored = {key: _stored_shape(value) for key, value in state.items()}
-        if any(shape is None for shape in stored.values()):
-            raise self.error(f"{where}: malformed network weights.")
-        n_stored = sum(math.prod(shape) for shape in stored.values())
-        module_kwargs = net.get_params_for("module")
-        # Every size parameter of our networks (channels, depth, layers,
-        # features, classes) makes at least that many weights: one larger
-        # than the weights stored would only make building the probe slow.
-        for key, value in module_kwargs.items():
-            if isinstance(value, int) and value > max(n_stored, 1):
-                raise self.error(
-                    f"{where}: module__{key}={value} describes a network larger "
-                    f"than its {n_stored} stored weights."
-                )
-        try:
-            with torch.device("meta"):
-                probe = net.module(**module_kwargs)
-            expected = {
-                key: list(tensor.shape) for key, tensor in probe.state_dict().items()
-            }
-        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-            raise self.error(
-                f"{where}: the network cannot be built from its parameters "
-                f"({type(exc).__name__}: {exc})."
-            ) from exc
-        if expected != stored:
-            different = sorted(set(expected) ^ set(stored)) or sorted(
-                key for key in expected if expected[key] != stored[key]
-            )
-            raise self.error(
-                f"{where}: the stored weights do not fit the network its "
-                f"parameters describe (first difference: {different[0]!r})."
-            )
-
     def _decode_net(self, content, where, owner):
         module_name, params, state, history = content
         blueprint = estimator_net(owner)
@@ -484,7 +446,10 @@ class _Reader:
         net.device = available_device(net.device, where, stacklevel=5)
         if not isinstance(state, dict):
             raise self.error(f"{where}: malformed network weights.")
-        self._check_network_size(net, state, where)
+        try:
+            check_network_size(net, state)
+        except ValueError as exc:
+            raise self.error(f"{where}: {exc}") from exc
         net.initialize()
         # Each stored tensor read straight into the module's own (same keys
         # and shapes, checked above): the weights take their size once, not
@@ -521,30 +486,3 @@ def _read_into(file, buffer):
         view[done : done + len(chunk)] = chunk
         done += len(chunk)
     return done
-
-
-def _refuse_constant(name):
-    raise ValueError(
-        f"{name} is not JSON; a model file writes a non-finite number as "
-        '{"__float__": ...}'
-    )
-
-
-def _finite_float(text):
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:20]} is beyond a float's range")
-    return value
-
-
-def _stored_shape(value):
-    """The shape a ``__tensor__`` node of the manifest declares, or None."""
-    if isinstance(value, dict) and len(value) == 1 and "__tensor__" in value:
-        content = value["__tensor__"]
-        if isinstance(content, list) and len(content) == 4:
-            shape = content[2]
-            if isinstance(shape, list) and all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
-            ):
-                return shape
-    return None

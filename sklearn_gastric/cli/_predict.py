@@ -95,7 +95,7 @@ def _slide_error(path, exc, out_dir):
 
 
 def predict_command(args):
-    from .._prediction_folder import PredictionFolder, ood_warning
+    from .._prediction_folder import PredictionFolder
     from ..io import SlideError
     from ..utils._files import NoSpaceError
 
@@ -107,14 +107,7 @@ def predict_command(args):
     if tile_mpp is None:
         warn_level_zero_model(args.model)
     paths = _distinct_paths(args.slides)
-    opened, unreadable = [], []
-    for path in paths:
-        try:
-            opened.append((path, open_slide_at(path, tile_mpp, args.assume_mpp)))
-        except (OSError, SlideError) as exc:
-            if not args.skip_errors:
-                raise CommandError(str(exc)) from exc
-            unreadable.append((path, str(exc)))
+    opened, unreadable = _open_slides(paths, tile_mpp, args)
     set_torch_threads(args.torch_threads)
     make_out_dir(out_dir)
     # Imported now, not at the first slide: Ctrl-C inside a C extension's
@@ -180,6 +173,36 @@ def predict_command(args):
         # report list every slide whose files are in the folder.
         folder.release()
         document = _write_index(folder, args, out_dir, raise_errors=finished)
+    _summarise(args, results, document, out_dir, len(paths))
+    if failures:
+        raise CommandError(
+            f"{len(failures)} of {len(paths)} slide(s) skipped:\n  "
+            + "\n  ".join(failures)
+        )
+    return 0
+
+
+def _open_slides(paths, tile_mpp, args):
+    """``(opened, unreadable)``: ``(path, slide)`` pairs, and ``(path,
+    message)`` pairs of the slides that cannot be read at ``tile_mpp``
+    (with ``--skip-errors``; without it the first is a CommandError)."""
+    from ..io import SlideError
+
+    opened, unreadable = [], []
+    for path in paths:
+        try:
+            opened.append((path, open_slide_at(path, tile_mpp, args.assume_mpp)))
+        except (OSError, SlideError) as exc:
+            if not args.skip_errors:
+                raise CommandError(str(exc)) from exc
+            unreadable.append((path, str(exc)))
+    return opened, unreadable
+
+
+def _summarise(args, results, document, out_dir, n_slides):
+    """Print each slide's class (and warning), and what was written."""
+    from .._prediction_folder import ood_warning
+
     if args.report:
         say(args, f"wrote {out_dir / REPORT_FILE}")
     width = max((len(r["name"]) for r in results), default=0)
@@ -188,18 +211,12 @@ def predict_command(args):
         line = f"{result['name']:<{width}}  {result['predicted_class']}  ({p:.2f})"
         warning = ood_warning(result)
         print(line if warning is None else f"{line}  {warning}")
-    earlier = len(document["slides"]) + len(document["errors"]) - len(paths)
+    earlier = len(document["slides"]) + len(document["errors"]) - n_slides
     say(
         args,
         f"wrote {out_dir / INDEX_FILES[args.format]}"
         + (f" (with {earlier} slide(s) of earlier runs)" if earlier > 0 else ""),
     )
-    if failures:
-        raise CommandError(
-            f"{len(failures)} of {len(paths)} slide(s) skipped:\n  "
-            + "\n  ".join(failures)
-        )
-    return 0
 
 
 def _write_index(folder, args, out_dir, *, raise_errors):

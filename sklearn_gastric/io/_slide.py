@@ -3,7 +3,6 @@
 import math
 import os
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,13 @@ from . import _openslide
 from ._array import array_pyramid, read_array_region
 from ._errors import SlideError, UnreadableTileWarning
 from ._pixels import resize_area, rgba_to_rgb_on_white
+from ._resolution import (
+    MAX_MPP,
+    MAX_MPP_ANISOTROPY,
+    MIN_MPP,
+    check_mpp,
+    file_resolution,
+)
 from ._view import read_view
 
 __all__ = [
@@ -23,17 +29,6 @@ __all__ = [
     "SlideError",
     "UnreadableTileWarning",
 ]
-
-#: The resolutions, in µm per level-0 pixel, a slide can have: scanners work
-#: from about 0.1 (80x) to 1 (10x); 0.05 is finer than any light microscope
-#: resolves, and 10 is a 1x overview. A file stating a resolution outside
-#: them (0, 1e-300, a negative number, infinity, a million) states none.
-MIN_MPP = 0.05
-MAX_MPP = 10.0
-#: How far apart the x and y resolutions may be, relative to the smaller.
-#: Scanners' pixels are square to within a few percent; beyond 10% a tile of
-#: ``tile_size`` pixels at one resolution would be a rectangle of tissue.
-MAX_MPP_ANISOTROPY = 0.1
 
 
 class Slide:
@@ -125,7 +120,7 @@ class Slide:
                 f"A slide must be a path, an RGB uint8 array or a Slide; got "
                 f"{type(source).__name__}."
             )
-        self._mpp_override = _check_mpp(mpp, self.name)
+        self._mpp_override = check_mpp(mpp, self.name)
 
     # -- construction -------------------------------------------------------
 
@@ -189,7 +184,7 @@ class Slide:
     def _read_geometry(self, handle, check_mpp):
         geometry = _openslide.read_geometry(handle)
         self.vendor, self.level_dimensions, self.level_downsamples = geometry[:3]
-        self._file_mpp = _file_resolution(geometry[3], self.name) if check_mpp else None
+        self._file_mpp = file_resolution(geometry[3], self.name) if check_mpp else None
         self._handle = handle
 
     def _get_handle(self):
@@ -498,11 +493,8 @@ class Slide:
         -------
         slide : Slide
         """
-        new = object.__new__(Slide)
-        new.__setstate__(self.__getstate__())
+        new = self._copy()
         new.transform = transform
-        if self._array is None:
-            new._handle = None
         return new
 
     def with_mpp(self, mpp):
@@ -534,12 +526,15 @@ class Slide:
         >>> slide.mpp, slide.with_mpp(0.25).mpp
         (None, (0.25, 0.25))
         """
-        checked = _check_mpp(mpp, self.name)
+        checked = check_mpp(mpp, self.name)
+        new = self._copy()
+        new._mpp_override = checked
+        return new
+
+    def _copy(self):
+        """A new slide over the same source, without an open handle."""
         new = object.__new__(Slide)
         new.__setstate__(self.__getstate__())
-        new._mpp_override = checked
-        if self._array is None:
-            new._handle = None
         return new
 
     def __getstate__(self):
@@ -570,59 +565,3 @@ class Slide:
         source = str(self.path) if self.path is not None else "array"
         extra = f", transform={self.transform!r}" if self.transform is not None else ""
         return f"Slide({self.name!r}, {width}x{height}, source={source!r}{extra})"
-
-
-def _resolution_problem(mpp_x, mpp_y):
-    """Why ``(mpp_x, mpp_y)`` µm per pixel is not a slide's resolution, or None."""
-    if not all(math.isfinite(v) and MIN_MPP <= v <= MAX_MPP for v in (mpp_x, mpp_y)):
-        return f"not one from {MIN_MPP:g} to {MAX_MPP:g} µm per pixel"
-    ratio = max(mpp_x, mpp_y) / min(mpp_x, mpp_y)
-    if ratio > 1 + MAX_MPP_ANISOTROPY:
-        return (
-            f"{ratio:.3g} times as fine one way as the other (x and y may "
-            f"differ by {MAX_MPP_ANISOTROPY:.0%} at most)"
-        )
-    return None
-
-
-def _file_resolution(mpp_text, name):
-    """The resolution a file states, as ``(x, y)`` floats; None, with a
-    warning naming the slide and the values, when it is no resolution."""
-    if mpp_text is None:
-        return None
-    try:
-        mpp = tuple(float(v) for v in mpp_text)
-    except (TypeError, ValueError):  # half of the pair, or not a number
-        problem, mpp = "not a number", None
-    else:
-        problem = _resolution_problem(*mpp)
-    if problem is None:
-        return mpp
-    x, y = mpp_text
-    warnings.warn(
-        f"Slide {name!r}: the resolution its file states (openslide.mpp-x = "
-        f"{x!r}, openslide.mpp-y = {y!r}) is {problem}; the slide is treated as "
-        "having no resolution (give it with Slide(path, mpp=...) if you know "
-        "it).",
-        UserWarning,
-        stacklevel=5,
-    )
-    return None
-
-
-def _check_mpp(mpp, name):
-    """The user's ``mpp=`` as ``(x, y)``, or None; an error when it is no
-    resolution (a file's is dropped with a warning, an argument refused)."""
-    if mpp is None:
-        return None
-    try:
-        values = np.broadcast_to(np.asarray(mpp, dtype=float), (2,))
-    except (TypeError, ValueError):
-        values = (math.nan, math.nan)
-    if _resolution_problem(*values) is not None:
-        raise SlideError(
-            f"Slide {name!r}: mpp must be positive, with x and y from {MIN_MPP:g} "
-            f"to {MAX_MPP:g} µm per pixel and within {MAX_MPP_ANISOTROPY:.0%} of "
-            f"each other; got {mpp!r}."
-        )
-    return (float(values[0]), float(values[1]))
