@@ -1,5 +1,10 @@
 """Accuracy benchmark: does the patent's pipeline classify slides of labs it never saw?
 
+Two generators (``--tissue``): ``synthetic`` (``make_gastric_slides``,
+2048 px) and ``real`` (``make_real_tissue_slides``: real H&E tissue with
+painted lesions, 1024 px; the annotated and training cohorts come from the
+upper half of the real slide, the test cohorts from the lower half).
+
 Per seed, four simulated laboratories (``make_stain_profile``): two train
 labs and two unseen labs. From the train labs come an *annotated* cohort
 (slides with lesion masks, for the segmenter's patches) and the *training*
@@ -46,6 +51,7 @@ the true lesion. Prints a table, writes a JSON file and a plot.
 Run::
 
     python benchmarks/bench_accuracy.py --quick          # smoke run, a few minutes
+    python benchmarks/bench_accuracy.py --tissue real    # the real-tissue cohort
     python benchmarks/bench_accuracy.py --seeds 0 1 2 --n-jobs 2
 
 or one process per seed, then merge (what produced the committed results)::
@@ -93,7 +99,20 @@ def parse_args(argv=None):
     )
     parser.add_argument("--n-train", type=int, default=96, help="training slides")
     parser.add_argument("--n-test", type=int, default=48, help="slides per test cohort")
-    parser.add_argument("--size", type=int, default=2048, help="slide side (px)")
+    parser.add_argument(
+        "--tissue",
+        default="synthetic",
+        choices=["synthetic", "real"],
+        help="the generator: fully synthetic slides (make_gastric_slides) or real "
+        "H&E tissue with painted lesions (make_real_tissue_slides; annotated and "
+        "training cohorts on one half of the real slide, test cohorts on the other)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="slide side (px); 2048 synthetic, 1024 real tissue",
+    )
     parser.add_argument("--tile-size", type=int, default=128)
     parser.add_argument("--lesion-fraction", type=float, default=0.05)
     parser.add_argument("--stain-jitter", type=float, default=0.1)
@@ -111,6 +130,12 @@ def parse_args(argv=None):
     parser.add_argument("--seg-base-channels", type=int, default=8)
     parser.add_argument("--seg-depth", type=int, default=3)
     parser.add_argument("--seg-feature-dim", type=int, default=32)
+    parser.add_argument(
+        "--dice-reduction",
+        default="patch",
+        choices=["patch", "batch"],
+        help="the segmenter's Dice loss: per patch (the default) or over the batch",
+    )
     parser.add_argument(
         "--classification-loss",
         default="cross_entropy",
@@ -140,15 +165,19 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path")
     args = parser.parse_args(argv)
+    if args.size is None:
+        args.size = 2048 if args.tissue == "synthetic" else 1024
     if args.quick:
         args.seeds = args.seeds[:1]
         args.n_annotated, args.n_train, args.n_test = 8, 16, 8
-        args.size = 768
+        args.size = 768 if args.tissue == "synthetic" else 512
         args.tile_size = 64
         args.patches_per_slide = 24
         args.seg_epochs = 3
         args.gcn_epochs = 30
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_real" if args.tissue == "real" else "") + (
+        "_quick" if args.quick else ""
+    )
     if args.out is None:
         args.out = HERE / "results" / f"bench_accuracy{suffix}.json"
     if args.plot is None:
@@ -173,14 +202,20 @@ def make_labs(seed):
     }
 
 
-def render(args, n_slides, labs, seed, prefix):
-    """``n_slides`` slides, split evenly over ``labs``, four balanced classes."""
-    from sklearn_gastric.datasets import make_gastric_slides
+def render(args, n_slides, labs, seed, prefix, part="all"):
+    """``n_slides`` slides, split evenly over ``labs``, four balanced classes;
+    real-tissue slides from ``part`` of the real slide."""
+    from functools import partial
+
+    from sklearn_gastric.datasets import make_gastric_slides, make_real_tissue_slides
     from sklearn_gastric.io import Slide
 
+    generate = make_gastric_slides
+    if args.tissue == "real":
+        generate = partial(make_real_tissue_slides, part=part)
     slides, labels, masks = [], [], []
     for index, lab in enumerate(labs):
-        part, y, m = make_gastric_slides(
+        part_slides, y, m = generate(
             n_slides // len(labs),
             size=args.size,
             lesion_fraction=args.lesion_fraction,
@@ -189,7 +224,8 @@ def render(args, n_slides, labs, seed, prefix):
             random_state=seed * 1000 + index,
         )
         slides += [
-            Slide(a, name=f"{prefix}-{lab.name}-{i:03d}") for i, a in enumerate(part)
+            Slide(a, name=f"{prefix}-{lab.name}-{i:03d}")
+            for i, a in enumerate(part_slides)
         ]
         labels += list(y)
         masks += m
@@ -200,10 +236,14 @@ def make_cohorts(args, seed):
     labs = make_labs(seed)
     base = 100 * (seed + 1)
     return {
-        "annotated": render(args, args.n_annotated, labs["train"], base + 1, "ann"),
-        "train": render(args, args.n_train, labs["train"], base + 2, "train"),
-        "held_out": render(args, args.n_test, labs["train"], base + 3, "held"),
-        "unseen": render(args, args.n_test, labs["unseen"], base + 4, "unseen"),
+        "annotated": render(
+            args, args.n_annotated, labs["train"], base + 1, "ann", "upper"
+        ),
+        "train": render(args, args.n_train, labs["train"], base + 2, "train", "upper"),
+        "held_out": render(args, args.n_test, labs["train"], base + 3, "held", "lower"),
+        "unseen": render(
+            args, args.n_test, labs["unseen"], base + 4, "unseen", "lower"
+        ),
     }
 
 
@@ -238,6 +278,7 @@ def train_segmenter(args, cohort, normalizer, seed):
         max_epochs=args.seg_epochs,
         lr=3e-3,
         classification_loss=args.classification_loss,
+        dice_reduction=args.dice_reduction,
         class_weight="balanced",
         patience=6,
         random_state=seed,

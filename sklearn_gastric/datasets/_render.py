@@ -24,13 +24,13 @@ from ._nuclei import (
     nucleus_view,
 )
 
-__all__ = ["render"]
+__all__ = ["EOSIN_SCALE", "beer_lambert", "render"]
 
 # Concentrations below are relative; these scale them to the optical
 # densities of real H&E (measured on the CMU slide and the H&E target: tissue
 # OD medians about 0.4 / 1.0 / 0.55 in R / G / B, and 85-91 % of tissue
 # pixels absorbing at least 0.15 in every channel).
-_EOSIN_SCALE = 2.2
+EOSIN_SCALE = 2.2
 # Nuclei push the eosin of the tissue around them out: the darkest are
 # almost pure haematoxylin, as in real tissue; and they are the darkest
 # structures (real nuclei: total optical density about 3-4).
@@ -68,7 +68,7 @@ def render(rng, shape, tissue, lesions, mimics, stains, *, gland_density=0.75):
     grain = rng.standard_normal(shape, dtype=np.float32)
     for name, focus in lesions:
         paste(rng, LESION_RENDERERS[name], focus, c_h, c_e, nuc)
-    return _beer_lambert(c_h, c_e, nucleus_view(nuc), tissue, stains, grain)
+    return beer_lambert(c_h, c_e, nucleus_view(nuc), tissue, stains, grain)
 
 
 def _stroma(rng, shape):
@@ -144,7 +144,7 @@ def _scatter(rng, region, density):
     return ys[keep], xs[keep]
 
 
-def _beer_lambert(c_h, c_e, nuclei, tissue, stains, grain):
+def beer_lambert(c_h, c_e, nuclei, tissue, stains, grain):
     """The RGB image of the stain maps and nuclei (modified in place), with
     the scanner's grain (standard normal noise)."""
     c_e *= 1 - _NUCLEUS_EOSIN_DISPLACEMENT * np.minimum(nuclei, 1.0)
@@ -152,7 +152,7 @@ def _beer_lambert(c_h, c_e, nuclei, tissue, stains, grain):
     c_h *= tissue
     c_e *= tissue
     c_h *= stains["strength"][0]
-    c_e *= stains["strength"][1] * _EOSIN_SCALE
+    c_e *= stains["strength"][1] * EOSIN_SCALE
     grain *= 1.5
     grain += 0.5  # rounds to nearest when cast to uint8
     image = np.empty((*tissue.shape, 3), dtype=np.uint8)

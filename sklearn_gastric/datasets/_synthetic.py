@@ -169,17 +169,6 @@ def make_gastric_slides(
     True
     """
     shape = _check_shape(size, "size", _MIN_SLIDE_SIZE)
-    classes = _check_classes(classes)
-    rng = check_random_state(random_state)
-    labels = np.resize(np.asarray(classes, dtype=object), n_slides)
-    labels = labels[rng.permutation(n_slides)]
-    seeds = rng.randint(0, 2**31 - 1, size=n_slides)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / f"slide_{i:03d}.tiff" for i in range(n_slides)]
-    else:
-        paths = [None] * n_slides
     work = partial(
         _make_one_slide,
         shape=shape,
@@ -188,12 +177,51 @@ def make_gastric_slides(
         lab=REFERENCE_LAB if lab is None else lab,
         keep_tissue=bool(return_tissue),
     )
-    results = map_slides(
+    return make_cohort(
         work,
-        zip(seeds, labels, paths),
+        n_slides,
+        _check_classes(classes),
+        random_state=random_state,
+        out_dir=out_dir,
         n_jobs=n_jobs,
         verbose=verbose,
         desc="synthetic slides",
+        return_stains=return_stains,
+        return_tissue=return_tissue,
+    )
+
+
+def make_cohort(
+    make_one,
+    n_slides,
+    classes,
+    *,
+    random_state,
+    out_dir,
+    n_jobs,
+    verbose,
+    desc,
+    return_stains,
+    return_tissue,
+):
+    """Balanced, shuffled labels, one seed per slide, and ``make_one((seed,
+    label, path))`` run on each through joblib; the generators' outputs
+    (slides, labels, masks[, stains][, tissue])."""
+    rng = check_random_state(random_state)
+    labels = np.resize(np.asarray(classes, dtype=object), n_slides)
+    labels = labels[rng.permutation(n_slides)]
+    seeds = rng.randint(0, 2**31 - 1, size=n_slides)
+    paths = [None] * n_slides
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"slide_{i:03d}.tiff" for i in range(n_slides)]
+    results = map_slides(
+        make_one,
+        zip(seeds, labels, paths),
+        n_jobs=n_jobs,
+        verbose=verbose,
+        desc=desc,
     )
     slides, masks, stains, tissue = (list(column) for column in zip(*results))
     output = [slides, labels, masks]

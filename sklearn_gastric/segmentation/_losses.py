@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils._sklearn_compat import Interval, validate_params
+from ..utils._sklearn_compat import Interval, StrOptions, validate_params
 
 __all__ = ["SegmentationLoss", "dice_loss", "euclidean_loss"]
 
@@ -16,14 +16,17 @@ __all__ = ["SegmentationLoss", "dice_loss", "euclidean_loss"]
         "proba": [torch.Tensor],
         "target": [torch.Tensor],
         "eps": [Interval(Real, 0, None, closed="left")],
+        "reduction": [StrOptions({"patch", "batch"})],
     },
     prefer_skip_nested_validation=True,
 )
-def dice_loss(proba, target, *, eps=1.0):
-    """Dice loss ``1 - (2 Σ p q + eps) / (Σ (p² + q²) + eps)``, averaged over patches.
+def dice_loss(proba, target, *, eps=1.0, reduction="patch"):
+    """Dice loss ``1 - (2 Σ p q + eps) / (Σ (p² + q²) + eps)``.
 
-    The sums run over the pixels of each patch; the loss of a batch is the
-    mean of its patches' losses.
+    With ``reduction="patch"`` the sums run over the pixels of each patch
+    and the loss of a batch is the mean of its patches' losses; with
+    ``"batch"`` they run over every pixel of the batch (one Dice of the
+    batch, as nnU-Net's "batch Dice").
 
     Parameters
     ----------
@@ -38,6 +41,13 @@ def dice_loss(proba, target, *, eps=1.0):
         ``Σ p² / (Σ p² + eps)``, which grows with the falsely predicted
         area. On a 64x64 patch, ``eps=1`` is negligible whenever the mask
         is not empty.
+    reduction : {"patch", "batch"}, default="patch"
+        Per-patch Dice averaged over the batch, or one Dice over the whole
+        batch. Per patch, every patch without lesion whose prediction has a
+        few false pixels costs nearly 1, as much as a missed lesion, which
+        pulls the network towards predicting nothing where lesions are
+        sparse; over the batch, false pixels cost in proportion to their
+        number.
 
     Returns
     -------
@@ -53,7 +63,7 @@ def dice_loss(proba, target, *, eps=1.0):
     >>> round(float(dice_loss(p, q, eps=0.0)), 4)  # 1 - 2 * 1.5 / 3.25
     0.0769
     """
-    dims = tuple(range(1, proba.ndim))
+    dims = tuple(range(1, proba.ndim)) if reduction == "patch" else None
     proba = proba.float()
     target = target.float()
     intersection = (proba * target).sum(dim=dims)
@@ -130,6 +140,9 @@ class SegmentationLoss(nn.Module):
         Weight of each patch class in the classification loss (e.g.
         inversely proportional to the class frequencies); None weighs every
         patch alike.
+    dice_reduction : {"patch", "batch"}, default="patch"
+        The Dice loss per patch or over the whole batch (see
+        :func:`dice_loss`).
 
     Examples
     --------
@@ -148,9 +161,11 @@ class SegmentationLoss(nn.Module):
         classification_loss="euclidean",
         eps=1.0,
         class_weight=None,
+        dice_reduction="patch",
     ):
         super().__init__()
         self.dice_weight = dice_weight
+        self.dice_reduction = dice_reduction
         self.classification_loss = classification_loss
         self.eps = eps
         # Plain floats, not a tensor: a tensor attribute would pickle its
@@ -175,7 +190,10 @@ class SegmentationLoss(nn.Module):
         """
         seg_logits, class_logits = y_pred[0], y_pred[1]
         segmentation = dice_loss(
-            torch.sigmoid(seg_logits.float()), y_true["mask"], eps=self.eps
+            torch.sigmoid(seg_logits.float()),
+            y_true["mask"],
+            eps=self.eps,
+            reduction=self.dice_reduction,
         )
         labels = y_true["label"]
         if self.classification_loss == "euclidean":

@@ -63,6 +63,14 @@ def test_fit_sets_attributes(fitted):
     assert not fitted.net_.module_.training
 
 
+@pytest.mark.parametrize("reduction", ["batch", "patch"])
+def test_the_loss_reduces_the_dice_as_the_segmenter_says(data, reduction):
+    patches, masks, labels = data
+    segmenter = PatchSegmenter(dice_reduction=reduction, max_epochs=1, **TINY)
+    segmenter.fit(patches, masks, labels)
+    assert segmenter.net_.criterion_.dice_reduction == reduction
+
+
 def test_predict_proba_maps_shape_and_range(fitted, data):
     proba = fitted.predict_proba_maps(data[0][:5])
     assert proba.shape == (5, 16, 16) and proba.dtype == np.float32
@@ -338,6 +346,8 @@ def test_fit_rejects_bad_labels_and_settings(data):
         PatchSegmenter(dice_weight=1.5).fit(patches, masks)
     with pytest.raises(InvalidParameterError, match="classification_loss"):
         PatchSegmenter(classification_loss="l1").fit(patches, masks)
+    with pytest.raises(InvalidParameterError, match="dice_reduction"):
+        PatchSegmenter(dice_reduction="pixel").fit(patches, masks)
     with pytest.raises(TypeError, match="wrap it in sklearn.frozen.FrozenEstimator"):
         PatchSegmenter(**TINY).fit([TileBag(patches[0], [[0, 0]], 16)], None)
 

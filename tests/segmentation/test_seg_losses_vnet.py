@@ -64,6 +64,32 @@ def test_dice_loss_empty_mask():
     assert dice_loss(p, empty).item() == pytest.approx(2 / 3)
 
 
+def test_batch_dice_sums_over_the_whole_batch():
+    """Two patches: a lesion found exactly, and an empty mask with two false
+    pixels. Per patch that is (0 + 2/3) / 2; over the batch, one Dice of
+    1 - (2 * 4 + 1) / (4 + 2 + 4 + 1)."""
+    proba = torch.zeros(2, 4, 4)
+    target = torch.zeros(2, 4, 4)
+    proba[0, :2, :2] = target[0, :2, :2] = 1.0
+    proba[1, 0, :2] = 1.0
+    assert dice_loss(proba, target).item() == pytest.approx(1 / 3)
+    batch = dice_loss(proba, target, reduction="batch").item()
+    assert batch == pytest.approx(1 - 9 / 11)
+
+
+def test_segmentation_loss_reduces_the_dice_as_told():
+    gen = torch.Generator().manual_seed(1)
+    seg_logits = torch.randn(3, 4, 4, generator=gen)
+    mask = (torch.rand(3, 4, 4, generator=gen) > 0.7).float()
+    y_pred = (seg_logits, torch.zeros(3, 2))
+    y_true = {"mask": mask, "label": torch.tensor([0, 1, 0])}
+    for reduction in ("batch", "patch"):
+        criterion = SegmentationLoss(1.0, dice_reduction=reduction)
+        expected = dice_loss(torch.sigmoid(seg_logits), mask, reduction=reduction)
+        assert criterion(y_pred, y_true).item() == pytest.approx(expected.item())
+    assert SegmentationLoss().dice_reduction == "patch"
+
+
 def test_euclidean_loss_hand_computed():
     logits = torch.log(torch.tensor([[0.6, 0.4], [0.1, 0.9]]))
     labels = torch.tensor([1, 1])
