@@ -425,12 +425,18 @@ def _start_predict(model, slides, out, *extra):
     )
 
 
-def _wait_for_a_record(run, out, timeout=120):
+def _wait_for_a_record(run, out, timeout=600):
+    """Until the run has written a slide's record; fails the test, rather
+    than signal a run that has written nothing, when none comes (a loaded
+    machine can take minutes to load torch and the model)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and run.poll() is None:
         if any('"stem"' in _text(p) for p in out.glob("*_prediction.json")):
             return
         time.sleep(0.01)
+    raise AssertionError(
+        f"no slide record in {out} after {timeout} s (exit code {run.poll()})"
+    )
 
 
 @POSIX
