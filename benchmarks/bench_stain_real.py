@@ -8,7 +8,7 @@ stains are then estimated as ``StainNormalizer.transform`` does (the tissue
 pixels of a view of at most 2048 px) by Macenko as published, our Macenko and
 our Vahadane, and compared with the truth in degrees.
 
-Two grounds truths per source:
+Two ground truths per source:
 
 - ``own``: the source unmixed onto its own stains (Macenko as published, run
   once on the source; what ``make_real_tissue_slides`` uses);
@@ -22,7 +22,7 @@ pixels come to each stain.
 
 Run::
 
-    python benchmarks/bench_stain_real.py            # about 2 minutes on 2 cores
+    python benchmarks/bench_stain_real.py   # 25 min on 2 cores at load average 4
     python benchmarks/bench_stain_real.py --quick
 """
 
