@@ -105,7 +105,7 @@ def section_estimates(args):
     results = {}
     for name, basis, size in CASES:
         source = load_tissue_source(name, basis)
-        od = np.asarray(source.concentrations)[source.tissue]
+        concentrations = np.asarray(source.concentrations)[source.tissue]
         errors = {m: [] for m in METHODS}
         failures = {m: 0 for m in METHODS}
         for index, lab in enumerate(labs(args.labs)):
@@ -125,8 +125,12 @@ def section_estimates(args):
                     )
         results[f"{name}/{basis}"] = {
             "clipped_fraction": _clipped_fraction(name, basis),
-            "pure_eosin_share": float(np.mean(od[:, 0] < 0.05 * od[:, 1])),
-            "pure_haematoxylin_share": float(np.mean(od[:, 1] < 0.05 * od[:, 0])),
+            "pure_eosin_share": _share_below(
+                concentrations[:, 0], concentrations[:, 1]
+            ),
+            "pure_haematoxylin_share": _share_below(
+                concentrations[:, 1], concentrations[:, 0]
+            ),
             "methods": {m: _summary(errors[m], failures[m]) for m in METHODS},
         }
     print("\nPer-slide stain estimates on real tissue against the truth (degrees)")
@@ -146,6 +150,12 @@ def section_estimates(args):
             f"haematoxylin {entry['pure_haematoxylin_share']:.3f}"
         )
     return results
+
+
+def _share_below(other, stain):
+    """The share of pixels whose ``other`` stain is under 5 % of ``stain``:
+    nearly pure ``stain``."""
+    return float(np.mean(other < 0.05 * stain))
 
 
 def _clipped_fraction(name, basis):

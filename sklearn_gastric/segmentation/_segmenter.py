@@ -98,10 +98,10 @@ class PatchSegmenter(RenamedParameters, PicklesNetByContent, BaseEstimator):
         The mean of the patches' Dice losses, or one Dice over every pixel
         of a batch. Per patch, a patch without lesion whose prediction has a
         few false pixels costs as much as a missed lesion; over the batch
-        they cost in proportion to their number. On the real-tissue
-        benchmark, ``"batch"`` gave the higher held-out Dice and patch
-        balanced accuracy in each of four trainings with early stopping, and
-        a lower Dice in one training kept at its last epoch
+        they cost in proportion to their number. ``"batch"`` gave the
+        higher held-out Dice and patch balanced accuracy in each of four
+        paired trainings with early stopping (three on real tissue, one
+        synthetic), and a lower Dice in one training kept at its last epoch
         (``docs/benchmarks.md``). See :func:`dice_loss`.
     classification_loss : {"cross_entropy", "euclidean"}, default="cross_entropy"
         ``"cross_entropy"``: the usual negative log-likelihood;
